@@ -1,0 +1,1 @@
+"""DICOM input and output: reading radiographs, eligibility, writing segmentations."""
