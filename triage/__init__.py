@@ -9,3 +9,6 @@ import logging
 __version__ = "0.1.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+#: Written into Manufacturer of every object we produce; eligibility skips such objects.
+MANUFACTURER = "ptx-triage"
