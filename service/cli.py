@@ -1,0 +1,180 @@
+"""The ``triage`` command.
+
+One command with subcommands. Every option can also come from an environment variable
+named ``TRIAGE_<OPTION>`` (shown in ``--help``); a flag on the command line wins.
+Training and phantom generation live in :mod:`training` and are imported lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from triage.errors import TriageError
+
+log = logging.getLogger("triage")
+
+ENV_PREFIX = "TRIAGE_"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(ENV_PREFIX + name.upper().replace("-", "_"), default)
+
+
+def _option(parser: argparse.ArgumentParser, flag: str, *, help: str, default=None, **kwargs):
+    """Add ``--flag`` whose default comes from ``TRIAGE_FLAG`` when set."""
+    env_name = ENV_PREFIX + flag.upper().replace("-", "_")
+    value = _env(flag)
+    if value is not None:
+        default = kwargs.get("type", str)(value)
+    shown = "" if default is None else f" (default: {default})"
+    parser.add_argument(f"--{flag}", default=default, help=f"{help}{shown} [env: {env_name}]", **kwargs)
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    _option(parser, "model", help="model package folder; the bundled phantom-trained package if unset")
+    _option(parser, "device", default="auto", choices=["auto", "cpu", "cuda"],
+            help="where the networks run")
+    _option(parser, "batch-size", default=16, type=int, help="images per forward pass")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``triage`` command."""
+    parser = argparse.ArgumentParser(
+        prog="triage",
+        description=(
+            "Pneumothorax triage for chest radiographs: a classifier flags frontal chest "
+            "images, a U-Net outlines the pneumothorax, results go out as DICOM SEG. "
+            "Research software, not a medical device."
+        ),
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    predict = sub.add_parser(
+        "predict", help="analyse DICOM files and write SEGs and results.json",
+        description="Analyse chest radiographs (files or folders, recursively). Writes "
+        "OUT/<SOPInstanceUID>.seg.dcm for each positive image and OUT/results.json for "
+        "every input. Exit status 1 if any input could not be read.",
+    )
+    predict.add_argument("paths", nargs="+", metavar="PATH", help="DICOM files or folders")
+    _option(predict, "out", required=_env("out") is None, help="output folder")
+    _add_model_options(predict)
+    predict.add_argument("--overlays", action="store_true",
+                         help="also write OUT/<SOPInstanceUID>.overlay.png pictures")
+    predict.add_argument("--json", action="store_true", help="print results as JSON, not a table")
+    predict.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    predict.set_defaults(func=cmd_predict)
+
+    synth = sub.add_parser(
+        "synth", help="write synthetic chest radiographs (phantoms) with ground truth",
+        description="Write OUT/<StudyInstanceUID>/<SOPInstanceUID>.dcm phantoms and a "
+        ".mask.png (0/255) beside each frontal image. Deterministic by seed.",
+    )
+    _option(synth, "out", required=True, help="output folder")
+    synth.add_argument("--studies", type=int, default=10, help="number of studies (default 10)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument("--prevalence", type=float, default=0.3,
+                       help="share of studies with a pneumothorax (default 0.3)")
+    synth.add_argument("--max-size", type=int, default=3000,
+                       help="largest image side in pixels (default 3000; smallest is 512)")
+    synth.add_argument("--siim-png", type=int, metavar="N", default=0,
+                       help="instead, write N images in the SIIM 256-px PNG layout (train/, masks/)")
+    synth.set_defaults(func=cmd_synth)
+
+    train = sub.add_parser(
+        "train", help="train a model package (this version: phantoms only)",
+        description="Train the classifier and the positives-only U-Net on phantoms and "
+        "write a model package. Training on SIIM-ACR data comes with the training issue.",
+    )
+    from training.cli import add_train_arguments  # noqa: PLC0415 - lazy by design
+
+    add_train_arguments(train)
+    train.set_defaults(func=cmd_train)
+
+    info = sub.add_parser("info", help="describe a model package")
+    _option(info, "model", help="model package folder; the bundled one if unset")
+    info.set_defaults(func=cmd_info)
+    return parser
+
+
+def _load_package(path: str | None):
+    from triage.models.package import default_package_path, load_package
+
+    return load_package(path or default_package_path())
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``triage predict``."""
+    from service.predict import Predictor, find_inputs, format_table
+    from triage.cascade import Cascade
+
+    package = _load_package(args.model)
+    if package.research_only:
+        log.warning("model %s %s is %s: NOT FOR CLINICAL USE", package.name, package.version,
+                    "trained on synthetic phantoms" if package.synthetic else "research only")
+    files = find_inputs(args.paths)
+    if not files:
+        print("no input files found", file=sys.stderr)
+        return 1
+    cascade = Cascade(package, device=args.device, batch_size=args.batch_size)
+    results = Predictor(cascade, Path(args.out), overlays=args.overlays).run(
+        files, progress=not args.no_progress
+    )
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps([asdict(r) for r in results], indent=2))
+    else:
+        print(format_table(results))
+        counts = {s: sum(r.status == s for r in results) for s in ("analysed", "skipped", "error")}
+        positives = sum(bool(r.positive) for r in results)
+        print(f"\n{len(results)} files: {counts['analysed']} analysed ({positives} positive), "
+              f"{counts['skipped']} skipped, {counts['error']} errors. "
+              f"Results in {Path(args.out) / 'results.json'}")
+    return 1 if any(r.status == "error" for r in results) else 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    """``triage synth``."""
+    from training.cli import run_synth
+
+    return run_synth(args)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``triage train``."""
+    from training.cli import run_train
+
+    return run_train(args)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """``triage info``."""
+    package = _load_package(args.model)
+    print(json.dumps(package.manifest(), indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``triage`` console script."""
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (TriageError, FileNotFoundError, ValueError) as exc:
+        print(f"triage {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

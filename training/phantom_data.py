@@ -1,0 +1,114 @@
+"""Phantom training and evaluation data, made through the same DICOM path as inference.
+
+Each phantom is rendered, written into an in-memory DICOM dataset with random modality,
+photometric interpretation, bit depth and rescale, then read back with
+:func:`triage.dicom.read.to_radiograph` and prepared with :func:`triage.preprocess.prepare`.
+So a model trained here sees exactly what the cascade feeds it at inference.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import multiprocessing
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pydicom
+from tqdm import tqdm
+
+from triage.dicom.read import Radiograph, to_radiograph
+from triage.preprocess import Normalisation, prepare, resize_mask
+from training.phantoms import DicomOptions, Phantom, phantom_dataset, render_phantom
+
+STUDY_DATETIME = datetime.datetime(2026, 1, 1, 8, 0, 0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PhantomSet:
+    """Network inputs, target masks and labels of a set of phantoms."""
+
+    inputs: np.ndarray  # float32 (N, rows, cols)
+    masks: np.ndarray  # bool (N, rows, cols)
+    labels: np.ndarray  # bool (N,)
+
+    def digest(self) -> str:
+        """SHA-256 of the arrays: the data hash recorded in a model package."""
+        sha = hashlib.sha256()
+        for array in (self.inputs, self.masks, self.labels):
+            sha.update(np.ascontiguousarray(array).tobytes())
+        return sha.hexdigest()
+
+
+def phantom_radiograph(
+    seed: int, index: int, *, prevalence: float, sizes: tuple[int, int]
+) -> tuple[Radiograph, Phantom, pydicom.Dataset]:
+    """Render phantom ``index`` of ``seed`` and read it back through DICOM.
+
+    The image size, modality, photometric interpretation, bit depth and rescale are drawn
+    from the phantom's own random stream, so any phantom can be remade alone.
+    """
+    rng = np.random.default_rng([seed, index])
+    rows = int(rng.integers(sizes[0], sizes[1] + 1))
+    cols = int(np.clip(rows * rng.uniform(0.85, 1.2), sizes[0], sizes[1]))
+    positive = bool(rng.random() < prevalence)
+    phantom = render_phantom(rng, rows=rows, cols=cols, positive=positive)
+    options = DicomOptions(
+        modality=str(rng.choice(["CR", "DX"])),
+        photometric=str(rng.choice(["MONOCHROME1", "MONOCHROME2"])),
+        bits_stored=int(rng.choice([8, 10, 12, 15, 16])),
+        rescale=bool(rng.random() < 0.3),
+    )
+    uid = f"2.25.{int.from_bytes(hashlib.sha256(f'{seed}/{index}'.encode()).digest()[:15])}"
+    ds = phantom_dataset(
+        phantom,
+        options=options,
+        study_instance_uid=f"{uid}.1",
+        series_instance_uid=f"{uid}.2",
+        sop_instance_uid=f"{uid}.3",
+        patient_id=f"PHANTOM-{index:05d}",
+        patient_name=f"PHANTOM^Train{index:05d}",
+        accession_number=f"PH{index:06d}",
+        study_datetime=STUDY_DATETIME,
+        pixel_spacing_mm=float(rng.uniform(380.0, 430.0) / cols),
+    )
+    return to_radiograph(ds), phantom, ds
+
+
+def _sample(job: tuple[int, int, float, tuple[int, int], tuple[int, int], Normalisation]):
+    seed, index, prevalence, sizes, size, normalisation = job
+    radiograph, phantom, _ = phantom_radiograph(seed, index, prevalence=prevalence, sizes=sizes)
+    inputs = prepare(radiograph.pixels, size=size, normalisation=normalisation)
+    return inputs, resize_mask(phantom.mask, size), phantom.positive
+
+
+def _parallel(jobs: list, worker, workers: int, label: str) -> Iterator:
+    if workers <= 1:
+        yield from tqdm(map(worker, jobs), total=len(jobs), desc=label, unit="img")
+        return
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers) as pool:
+        yield from tqdm(pool.imap(worker, jobs, chunksize=8), total=len(jobs), desc=label, unit="img")
+
+
+def make_phantom_set(
+    *,
+    images: int,
+    seed: int,
+    prevalence: float,
+    size: tuple[int, int],
+    normalisation: Normalisation,
+    sizes: tuple[int, int] = (384, 768),
+    workers: int = 2,
+) -> PhantomSet:
+    """Render ``images`` phantoms and prepare them as network inputs and targets."""
+    jobs = [(seed, i, prevalence, sizes, size, normalisation) for i in range(images)]
+    inputs, masks, labels = [], [], []
+    for x, m, y in _parallel(jobs, _sample, workers, "phantoms"):
+        inputs.append(x)
+        masks.append(m)
+        labels.append(y)
+    return PhantomSet(
+        inputs=np.stack(inputs), masks=np.stack(masks), labels=np.asarray(labels, dtype=bool)
+    )

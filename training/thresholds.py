@@ -1,0 +1,93 @@
+"""Operating-point search on held-out predictions.
+
+Every combination of classifier threshold, top-score threshold, minimum area, pixel
+threshold and minimum component size is scored with the competition metric (mean Dice,
+empty on empty = 1) as the cascade would apply it, optionally subject to a minimum
+sensitivity. The search is exhaustive but cheap: Dice per image is computed once per
+(pixel threshold, minimum component) pair and the gates are applied as array masks.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from triage.postprocess import OperatingPoint, low_res_mask
+from training.metrics import dice, empty_baseline
+
+CLASSIFIER_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+TOP_SCORES = (0.5, 0.6, 0.7, 0.8, 0.9)
+MIN_AREAS = (1, 10, 25, 50, 100, 200)
+PIXEL_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
+MIN_COMPONENTS = (0, 10, 30, 60)
+
+
+def search_operating_point(
+    *,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    maps: np.ndarray,
+    masks: np.ndarray,
+    min_sensitivity: float = 0.0,
+    classifier_thresholds: Sequence[float] = CLASSIFIER_THRESHOLDS,
+) -> tuple[OperatingPoint, dict[str, Any]]:
+    """Find the operating point with the best mean Dice on held-out images.
+
+    Parameters
+    ----------
+    labels, probabilities
+        Truth (positive or not) and classifier probability per image.
+    maps, masks
+        U-Net probability maps and true masks on the network grid, (N, rows, cols).
+    min_sensitivity
+        Reject operating points whose image-level sensitivity is below this.
+
+    Returns
+    -------
+    tuple
+        The operating point and a summary (its score, sensitivity, specificity, baseline).
+
+    Raises
+    ------
+    ValueError
+        If no operating point reaches ``min_sensitivity``.
+    """
+    labels = np.asarray(labels, dtype=bool)
+    truth_empty = ~masks.reshape(len(masks), -1).any(axis=1)
+    top_counts = {t: (maps > t).reshape(len(maps), -1).sum(axis=1) for t in TOP_SCORES}
+    best: tuple[float, dict[str, Any]] | None = None
+    for pixel_threshold, min_component in itertools.product(PIXEL_THRESHOLDS, MIN_COMPONENTS):
+        op = OperatingPoint(top_score=0.5, min_area=0, pixel_threshold=pixel_threshold,
+                            min_component=min_component)
+        seg_dice = np.array([
+            dice(m, low_res_mask(p, op)) for p, m in zip(maps, masks, strict=True)
+        ])
+        for ct, ts, ma in itertools.product(classifier_thresholds, TOP_SCORES, MIN_AREAS):
+            predicted = (probabilities >= ct) & (top_counts[ts] >= ma)
+            scores = np.where(predicted, seg_dice, truth_empty.astype(float))
+            sensitivity = float(predicted[labels].mean()) if labels.any() else 1.0
+            if sensitivity < min_sensitivity:
+                continue
+            score = float(scores.mean())
+            if best is None or score > best[0]:
+                best = (score, {
+                    "classifier_threshold": ct, "top_score": ts, "min_area": ma,
+                    "pixel_threshold": pixel_threshold, "min_component": min_component,
+                    "sensitivity": sensitivity,
+                    "specificity": float((~predicted[~labels]).mean()) if (~labels).any() else 1.0,
+                })
+    if best is None:
+        raise ValueError(f"no operating point reaches sensitivity {min_sensitivity}")
+    score, chosen = best
+    op = OperatingPoint(**{k: chosen[k] for k in OperatingPoint.__dataclass_fields__})
+    summary = {
+        "images": int(len(labels)),
+        "mean_dice": round(score, 4),
+        "empty_baseline": round(empty_baseline(labels), 4),
+        "sensitivity": round(chosen["sensitivity"], 4),
+        "specificity": round(chosen["specificity"], 4),
+    }
+    return op, summary

@@ -1,0 +1,306 @@
+"""A minimal trainer for the cascade on phantoms (the full subsystem is a later issue).
+
+Trains the classifier on all images and the U-Net on positive images only (the
+dissertation's "one case" model), keeps the best epoch of each on a validation split,
+searches the operating point on that split, evaluates the finished package through the
+real cascade on phantoms from a seed never used in training, and writes a model package.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai import transforms as mt
+from monai.losses import DiceFocalLoss
+from tqdm import tqdm
+
+import triage
+from triage.models.networks import NetworkSpec, build_network
+from triage.models.package import ModelPackage, save_package
+from triage.postprocess import OperatingPoint
+from triage.preprocess import Normalisation
+from training.metrics import dice, roc_auc
+from training.phantom_data import PhantomSet, make_phantom_set
+from training.thresholds import search_operating_point
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuickConfig:
+    """Settings of the minimal phantom trainer (defaults: the shipped package)."""
+
+    name: str = "ptx-phantom-cascade"
+    version: str = "0.1.0"
+    images: int = 1600
+    prevalence: float = 0.5
+    validation_fraction: float = 0.2
+    size: tuple[int, int] = (256, 256)
+    classifier_epochs: int = 12
+    segmenter_epochs: int = 14
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    seed: int = 20261204
+    workers: int = 2
+    classifier: NetworkSpec = field(
+        default_factory=lambda: NetworkSpec(
+            architecture="DenseNet",
+            params={
+                "spatial_dims": 2,
+                "in_channels": 1,
+                "out_channels": 1,
+                "init_features": 16,
+                "growth_rate": 12,
+                "block_config": [3, 6, 8, 4],
+            },
+            weights=("classifier.pt",),
+        )
+    )
+    segmenter: NetworkSpec = field(
+        default_factory=lambda: NetworkSpec(
+            architecture="UNet",
+            params={
+                "spatial_dims": 2,
+                "in_channels": 1,
+                "out_channels": 1,
+                "channels": [24, 48, 96, 192, 384],
+                "strides": [2, 2, 2, 2],
+                "num_res_units": 2,
+            },
+            weights=("segmenter.pt",),
+        )
+    )
+    normalisation: Normalisation = field(default_factory=Normalisation)
+
+
+def augmentation(seed: int) -> mt.Compose:
+    """Random flips, small affine changes and intensity changes (image and mask together)."""
+    keys = ["image", "mask"]
+    chain = mt.Compose(
+        [
+            mt.RandFlipd(keys, prob=0.5, spatial_axis=1),
+            mt.RandAffined(
+                keys,
+                prob=0.7,
+                rotate_range=0.12,
+                scale_range=0.1,
+                translate_range=(12, 12),
+                mode=("bilinear", "nearest"),
+                padding_mode="zeros",
+            ),
+            mt.RandAdjustContrastd(["image"], prob=0.3, gamma=(0.75, 1.35)),
+            mt.RandGaussianNoised(["image"], prob=0.3, std=0.03),
+        ]
+    )
+    chain.set_random_state(seed)
+    return chain
+
+
+def _batches(indices: np.ndarray, batch_size: int, rng: np.random.Generator):
+    order = rng.permutation(indices)
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def _augmented(data: PhantomSet, batch: np.ndarray, augment: mt.Compose):
+    images, masks = [], []
+    for i in batch:
+        out = augment({"image": data.inputs[i][None], "mask": data.masks[i][None].astype(np.float32)})
+        images.append(torch.as_tensor(np.asarray(out["image"]), dtype=torch.float32))
+        masks.append(torch.as_tensor(np.asarray(out["mask"]), dtype=torch.float32))
+    return torch.stack(images), torch.stack(masks)
+
+
+def _fit(
+    net: torch.nn.Module,
+    *,
+    data: PhantomSet,
+    train: np.ndarray,
+    epochs: int,
+    config: QuickConfig,
+    loss_of: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, np.ndarray], torch.Tensor],
+    score: Callable[[torch.nn.Module], float],
+    label: str,
+) -> tuple[torch.nn.Module, list[dict[str, float]]]:
+    """Train ``net`` and return the state of the epoch with the best validation score."""
+    rng = np.random.default_rng(config.seed)
+    augment = augmentation(config.seed)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=1e-4)
+    steps = epochs * math.ceil(len(train) / config.batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=config.learning_rate, total_steps=steps, pct_start=0.15
+    )
+    best, best_score, history = copy.deepcopy(net.state_dict()), -math.inf, []
+    for epoch in range(1, epochs + 1):
+        net.train()
+        losses = []
+        bar = tqdm(list(_batches(train, config.batch_size, rng)), desc=f"{label} {epoch}/{epochs}")
+        for batch in bar:
+            images, masks = _augmented(data, batch, augment)
+            loss = loss_of(net, images, masks, batch)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            losses.append(float(loss))
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        net.eval()
+        value = score(net)
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "validation": value})
+        tqdm.write(f"{label} epoch {epoch}: loss {np.mean(losses):.4f}  validation {value:.4f}")
+        if value > best_score:
+            best, best_score = copy.deepcopy(net.state_dict()), value
+    net.load_state_dict(best)
+    return net.eval(), history
+
+
+def predict(net: torch.nn.Module, inputs: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Sigmoid outputs of ``net`` for a stack of inputs (N, rows, cols)."""
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(inputs), batch_size):
+            batch = torch.from_numpy(inputs[start : start + batch_size])[:, None]
+            out.append(torch.sigmoid(net(batch)).numpy())
+    return np.concatenate(out)
+
+
+def predict_flip(net: torch.nn.Module, inputs: np.ndarray) -> np.ndarray:
+    """U-Net probability maps with horizontal-flip averaging, as the cascade computes them."""
+    plain = predict(net, inputs)[:, 0]
+    flipped = predict(net, np.ascontiguousarray(inputs[:, :, ::-1]))[:, 0, :, ::-1]
+    return (plain + flipped) / 2
+
+
+def train_classifier(data: PhantomSet, train: np.ndarray, valid: np.ndarray, config: QuickConfig):
+    """Classifier on all training images; best epoch by validation AUC."""
+    torch.manual_seed(config.seed)
+    net = build_network(config.classifier)
+    positives = max(int(data.labels[train].sum()), 1)
+    weight = torch.tensor((len(train) - positives) / positives)
+    criterion = torch.nn.BCEWithLogitsLoss(pos_weight=weight)
+    labels = torch.from_numpy(data.labels.astype(np.float32))
+
+    def loss_of(net, images, masks, batch):
+        return criterion(net(images).reshape(-1), labels[batch])
+
+    def score(net):
+        return roc_auc(data.labels[valid], predict(net, data.inputs[valid]).reshape(-1))
+
+    return _fit(net, data=data, train=train, epochs=config.classifier_epochs, config=config,
+                loss_of=loss_of, score=score, label="classifier")
+
+
+def train_segmenter(data: PhantomSet, train: np.ndarray, valid: np.ndarray, config: QuickConfig):
+    """U-Net on positive training images only; best epoch by validation Dice on positives."""
+    torch.manual_seed(config.seed + 1)
+    net = build_network(config.segmenter)
+    criterion = DiceFocalLoss(sigmoid=True, lambda_dice=1.0, lambda_focal=1.0)
+    train_pos = train[data.labels[train]]
+    valid_pos = valid[data.labels[valid]]
+
+    def loss_of(net, images, masks, batch):
+        return criterion(net(images), masks)
+
+    def score(net):
+        maps = predict(net, data.inputs[valid_pos])[:, 0]
+        return float(np.mean([dice(m, p > 0.5) for m, p in zip(data.masks[valid_pos], maps, strict=True)]))
+
+    return _fit(net, data=data, train=train_pos, epochs=config.segmenter_epochs, config=config,
+                loss_of=loss_of, score=score, label="segmenter")
+
+
+def split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split of image indices into training and validation."""
+    rng = np.random.default_rng(seed)
+    train, valid = [], []
+    for value in (False, True):
+        idx = rng.permutation(np.flatnonzero(labels == value))
+        cut = int(round(len(idx) * fraction))
+        valid.extend(idx[:cut])
+        train.extend(idx[cut:])
+    return np.sort(np.asarray(train)), np.sort(np.asarray(valid))
+
+
+def train_package(out: Path, config: QuickConfig, *, command: str = "") -> ModelPackage:
+    """Train both stages on phantoms and write the model package to ``out``."""
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    started = time.perf_counter()
+    data = make_phantom_set(images=config.images, seed=config.seed, prevalence=config.prevalence,
+                            size=config.size, normalisation=config.normalisation,
+                            workers=config.workers)
+    train, valid = split(data.labels, config.validation_fraction, config.seed)
+    classifier, cls_history = train_classifier(data, train, valid, config)
+    segmenter, seg_history = train_segmenter(data, train, valid, config)
+    probabilities = predict(classifier, data.inputs[valid]).reshape(-1)
+    maps = predict_flip(segmenter, data.inputs[valid])
+    operating_point, search = search_operating_point(
+        labels=data.labels[valid], probabilities=probabilities, maps=maps, masks=data.masks[valid]
+    )
+    package = ModelPackage(
+        path=Path(out),
+        name=config.name,
+        version=config.version,
+        description=(
+            "Classifier + positives-only U-Net cascade trained on SYNTHETIC PHANTOMS by "
+            "`triage train --dataset phantoms`. It has never seen a real radiograph: "
+            "NOT FOR CLINICAL USE."
+        ),
+        classifier=config.classifier,
+        segmenter=config.segmenter,
+        input_size=config.size,
+        normalisation=config.normalisation,
+        operating_point=operating_point,
+        training={
+            "dataset": "phantoms",
+            "synthetic": True,
+            "research": True,
+            "images": int(len(data.labels)),
+            "positives": int(data.labels.sum()),
+            "seed": config.seed,
+            "data_hash": f"sha256:{data.digest()}",
+            "triage_version": triage.__version__,
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - started, 1),
+            "command": command,
+            "config": _jsonable(asdict(config)),
+        },
+        metrics={
+            "validation": search,
+            "classifier_history": cls_history,
+            "segmenter_history": seg_history,
+        },
+    )
+    save_package(package, {
+        config.classifier.weights[0]: classifier.state_dict(),
+        config.segmenter.weights[0]: segmenter.state_dict(),
+    })
+    return package
+
+
+def with_metrics(package: ModelPackage, held_out: dict[str, Any]) -> ModelPackage:
+    """Return ``package`` with held-out metrics added (and save its manifest)."""
+    metrics = dict(package.metrics)
+    metrics["held_out"] = held_out
+    updated = replace(package, metrics=metrics)
+    save_package(updated, {})
+    return updated
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float | int | str | bool) or value is None:
+        return value
+    return str(value)

@@ -1,0 +1,139 @@
+"""DICOM Segmentation of a pneumothorax, written with highdicom.
+
+One BINARY segment ("Pneumothorax") per positive image. UIDs are derived from the source
+image and the model, so the same analysis always yields the same object and a PACS that
+receives it twice keeps one copy.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+from pydicom import Dataset
+
+import triage
+from triage.dicom import codes
+from triage.models.package import ModelPackage
+
+#: Namespace of the name-based UUIDs behind our UIDs (fixed forever: changing it would
+#: change every UID we have ever sent).
+UID_NAMESPACE = uuid.UUID("6b1c3e9a-4f2d-5a7e-9c1b-2d8e4f6a0b3c")
+SERIES_NUMBER = 9001
+NOT_FOR_CLINICAL_USE = "NOT FOR CLINICAL USE"
+#: PatientOrientation assumed when the source has none: the radiographic convention
+#: for a frontal chest image (rows towards the patient's left, columns towards the feet).
+CONVENTIONAL_ORIENTATION = ("L", "F")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Algorithm:
+    """The algorithm that made a segmentation, as written into the SEG."""
+
+    name: str
+    version: str
+    research_only: bool
+
+    @classmethod
+    def from_package(cls, package: ModelPackage) -> Algorithm:
+        """Describe ``package``."""
+        return cls(name=package.name, version=package.version, research_only=package.research_only)
+
+
+def derived_uid(*parts: str) -> str:
+    """A UID under 2.25 derived from ``parts`` by a name-based (SHA-1) UUID."""
+    return f"2.25.{uuid.uuid5(UID_NAMESPACE, '|'.join(parts)).int}"
+
+
+def seg_uids(source_sop_instance_uid: str, algorithm: Algorithm) -> tuple[str, str]:
+    """(SeriesInstanceUID, SOPInstanceUID) of the SEG of one source image."""
+    key = (source_sop_instance_uid, algorithm.name, algorithm.version)
+    return derived_uid("seg-series", *key), derived_uid("seg-instance", *key)
+
+
+def series_description(algorithm: Algorithm) -> str:
+    """Series description, flagged NOT FOR CLINICAL USE for synthetic or research models."""
+    text = "Pneumothorax AI outline"
+    if algorithm.research_only:
+        text = f"{text} - {NOT_FOR_CLINICAL_USE}"
+    return text
+
+
+def build_segmentation(
+    source: Dataset, mask: np.ndarray, algorithm: Algorithm
+) -> hd.seg.Segmentation:
+    """Build the SEG of ``mask`` over the single-frame image ``source``.
+
+    Parameters
+    ----------
+    source
+        The source radiograph's dataset (pixel data need not be decoded).
+    mask
+        Boolean array of the source's Rows×Columns; must not be empty.
+    algorithm
+        Name, version and research flag of the model.
+
+    Raises
+    ------
+    ValueError
+        If the mask's shape differs from the source's or the mask is empty.
+    """
+    shape = (int(source.Rows), int(source.Columns))
+    if mask.shape != shape:
+        raise ValueError(f"mask shape {mask.shape} differs from the source's Rows×Columns {shape}")
+    if not mask.any():
+        raise ValueError("mask is empty: a SEG is written for positive images only")
+    series_uid, sop_uid = seg_uids(str(source.SOPInstanceUID), algorithm)
+    identification = hd.AlgorithmIdentificationSequence(
+        name=algorithm.name, family=codes.ARTIFICIAL_INTELLIGENCE, version=algorithm.version
+    )
+    segment = hd.seg.SegmentDescription(
+        segment_number=1,
+        segment_label="Pneumothorax",
+        segmented_property_category=codes.MORPHOLOGICALLY_ABNORMAL_STRUCTURE,
+        segmented_property_type=codes.PNEUMOTHORAX,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=identification,
+        anatomic_regions=[codes.LUNG],
+    )
+    equipment = hd.ContributingEquipment(
+        manufacturer=triage.MANUFACTURER,
+        purpose_of_reference=codes.PROCESSING_EQUIPMENT,
+        manufacturer_model_name=algorithm.name,
+        software_versions=(triage.__version__, algorithm.version),
+        contribution_description=f"Pneumothorax segmentation by {algorithm.name} {algorithm.version}",
+    )
+    seg = hd.seg.Segmentation(
+        source_images=[source],
+        pixel_array=mask.astype(np.uint8)[None],
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[segment],
+        series_instance_uid=series_uid,
+        series_number=SERIES_NUMBER,
+        sop_instance_uid=sop_uid,
+        instance_number=1,
+        manufacturer=triage.MANUFACTURER,
+        manufacturer_model_name=algorithm.name,
+        software_versions=f"{triage.__version__} model {algorithm.version}",
+        device_serial_number=algorithm.version,
+        content_label="PNEUMOTHORAX",
+        content_description="Pneumothorax outline",
+        contributing_equipment=[equipment],
+    )
+    seg.SeriesDescription = series_description(algorithm)
+    orientation = source.get("PatientOrientation") or CONVENTIONAL_ORIENTATION
+    seg.PatientOrientation = list(orientation)
+    return seg
+
+
+def write_segmentation(seg: Dataset, path: str | os.PathLike[str]) -> Path:
+    """Write ``seg`` to ``path`` through a temporary name, so no partial file is left."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    seg.save_as(tmp, enforce_file_format=True)
+    os.replace(tmp, target)
+    return target
