@@ -60,8 +60,8 @@ class QuickConfig:
                 "in_channels": 1,
                 "out_channels": 1,
                 "init_features": 16,
-                "growth_rate": 12,
-                "block_config": [3, 6, 8, 4],
+                "growth_rate": 8,
+                "block_config": [2, 4, 6, 4],
             },
             weights=("classifier.pt",),
         )
@@ -73,7 +73,7 @@ class QuickConfig:
                 "spatial_dims": 2,
                 "in_channels": 1,
                 "out_channels": 1,
-                "channels": [24, 48, 96, 192, 384],
+                "channels": [32, 64, 128, 256, 512],
                 "strides": [2, 2, 2, 2],
                 "num_res_units": 2,
             },
@@ -152,7 +152,7 @@ def _fit(
             loss.backward()
             optimiser.step()
             schedule.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         net.eval()
         value = score(net)

@@ -7,7 +7,9 @@ receives it twice keeps one copy.
 
 from __future__ import annotations
 
+import copy
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import highdicom as hd
 import numpy as np
 from pydicom import Dataset
+from pydicom.tag import Tag
 
 import triage
 from triage.dicom import codes
@@ -28,6 +31,13 @@ NOT_FOR_CLINICAL_USE = "NOT FOR CLINICAL USE"
 #: PatientOrientation assumed when the source has none: the radiographic convention
 #: for a frontal chest image (rows towards the patient's left, columns towards the feet).
 CONVENTIONAL_ORIENTATION = ("L", "F")
+#: Type 2 attributes highdicom copies from the source; an absent one is written empty.
+COPIED_TYPE2 = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+    "ReferringPhysicianName", "StudyID", "AccessionNumber",
+)
+AGE = re.compile(r"^\d{3}[DWMY]$")
+PIXEL_DATA = Tag("PixelData")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,6 +97,7 @@ def build_segmentation(
         raise ValueError(f"mask shape {mask.shape} differs from the source's Rows×Columns {shape}")
     if not mask.any():
         raise ValueError("mask is empty: a SEG is written for positive images only")
+    source = source_header(source)
     series_uid, sop_uid = seg_uids(str(source.SOPInstanceUID), algorithm)
     identification = hd.AlgorithmIdentificationSequence(
         name=algorithm.name, family=codes.ARTIFICIAL_INTELLIGENCE, version=algorithm.version
@@ -128,6 +139,35 @@ def build_segmentation(
     orientation = source.get("PatientOrientation") or CONVENTIONAL_ORIENTATION
     seg.PatientOrientation = list(orientation)
     return seg
+
+
+def source_header(source: Dataset) -> Dataset:
+    """A copy of the source's header, mended where real files break what a SEG copies.
+
+    Pixel data is left out (the SEG does not need it). Absent Type 2 patient and study
+    attributes are added empty; a zero or negative pixel spacing (seen in real CR) is
+    dropped rather than copied; a Patient's Age written without its unit (``62``) is
+    rewritten as ``062Y``, and dropped if it cannot be read.
+    """
+    header = Dataset()
+    for element in source:
+        if element.tag != PIXEL_DATA:
+            header.add(copy.deepcopy(element))
+    header.file_meta = copy.deepcopy(source.file_meta) if hasattr(source, "file_meta") else Dataset()
+    for keyword in COPIED_TYPE2:
+        if keyword not in header:
+            setattr(header, keyword, "")
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = header.get(keyword)
+        if value is not None and (len(value) != 2 or min(float(v) for v in value) <= 0):
+            del header[keyword]
+    age = str(header.get("PatientAge", "") or "")
+    if age and not AGE.match(age):
+        if age.isdigit() and len(age) <= 3:
+            header.PatientAge = f"{int(age):03d}Y"
+        else:
+            del header.PatientAge
+    return header
 
 
 def write_segmentation(seg: Dataset, path: str | os.PathLike[str]) -> Path:
