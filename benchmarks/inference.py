@@ -29,7 +29,9 @@ from triage.models.package import default_package_path, load_package
 BENCH_SEED = 424_242
 
 
-def write_images(folder: Path, images: int, prevalence: float, sizes: tuple[int, int]) -> list[Path]:
+def write_images(
+    folder: Path, images: int, prevalence: float, sizes: tuple[int, int]
+) -> list[Path]:
     """Write the benchmark phantoms as uncompressed DICOM files."""
     paths = []
     for index in range(images):
@@ -75,12 +77,18 @@ def main() -> None:
     args = parser.parse_args()
 
     package = load_package(args.model)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, "
-          f"package {package.name} {package.version}")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, "
+        f"package {package.name} {package.version}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        print(f"writing {args.images} phantoms ({args.min_size}-{args.max_size} px, "
-              f"prevalence {args.prevalence}) ...")
-        paths = write_images(Path(tmp), args.images, args.prevalence, (args.min_size, args.max_size))
+        print(
+            f"writing {args.images} phantoms ({args.min_size}-{args.max_size} px, "
+            f"prevalence {args.prevalence}) ..."
+        )
+        paths = write_images(
+            Path(tmp), args.images, args.prevalence, (args.min_size, args.max_size)
+        )
         figures = {}
         for mode in ("segment_all", "cascade"):
             cascade = Cascade(package, device=args.device, batch_size=args.batch, mode=mode)
@@ -96,14 +104,20 @@ def main() -> None:
         print(f"{stage:24s}{a:14.1f}{b:12.1f}")
     for label, keys in (("with decode", stages), ("without decode", stages[1:])):
         rate = {m: args.images / sum(figures[m].get(k, 0.0) for k in keys) for m in figures}
-        print(f"images/s {label:15s}  U-Net on all {rate['segment_all']:7.1f}   cascade "
-              f"{rate['cascade']:7.1f}   ratio {rate['cascade'] / rate['segment_all']:.2f}x")
+        print(
+            f"images/s {label:15s}  U-Net on all {rate['segment_all']:7.1f}   cascade "
+            f"{rate['cascade']:7.1f}   ratio {rate['cascade'] / rate['segment_all']:.2f}x"
+        )
     for mode in ("segment_all", "cascade"):
         f = figures[mode]
-        print(f"{mode:12s}: U-Net ran on {int(f['segmented'])} of {args.images} images, "
-              f"{int(f['positives'])} positive")
-    print(f"(reference measured in the same run; ratio target >= 3x; "
-          f"{np.round(args.prevalence * 100)}% prevalence)")
+        print(
+            f"{mode:12s}: U-Net ran on {int(f['segmented'])} of {args.images} images, "
+            f"{int(f['positives'])} positive"
+        )
+    print(
+        f"(reference measured in the same run; ratio target >= 3x; "
+        f"{np.round(args.prevalence * 100)}% prevalence)"
+    )
 
 
 if __name__ == "__main__":

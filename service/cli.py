@@ -33,13 +33,22 @@ def _option(parser: argparse.ArgumentParser, flag: str, *, help: str, default=No
     if value is not None:
         default = kwargs.get("type", str)(value)
     shown = "" if default is None else f" (default: {default})"
-    parser.add_argument(f"--{flag}", default=default, help=f"{help}{shown} [env: {env_name}]", **kwargs)
+    parser.add_argument(
+        f"--{flag}", default=default, help=f"{help}{shown} [env: {env_name}]", **kwargs
+    )
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    _option(parser, "model", help="model package folder; the bundled phantom-trained package if unset")
-    _option(parser, "device", default="auto", choices=["auto", "cpu", "cuda"],
-            help="where the networks run")
+    _option(
+        parser, "model", help="model package folder; the bundled phantom-trained package if unset"
+    )
+    _option(
+        parser,
+        "device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="where the networks run",
+    )
     _option(parser, "batch-size", default=16, type=int, help="images per forward pass")
 
 
@@ -57,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     predict = sub.add_parser(
-        "predict", help="analyse DICOM files and write SEGs and results.json",
+        "predict",
+        help="analyse DICOM files and write SEGs and results.json",
         description="Analyse chest radiographs (files or folders, recursively). Writes "
         "OUT/<SOPInstanceUID>.seg.dcm for each positive image and OUT/results.json for "
         "every input. Exit status 1 if any input could not be read.",
@@ -65,34 +75,52 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("paths", nargs="+", metavar="PATH", help="DICOM files or folders")
     _option(predict, "out", required=_env("out") is None, help="output folder")
     _add_model_options(predict)
-    predict.add_argument("--overlays", action="store_true",
-                         help="also write OUT/<SOPInstanceUID>.overlay.png pictures")
+    predict.add_argument(
+        "--overlays",
+        action="store_true",
+        help="also write OUT/<SOPInstanceUID>.overlay.png pictures",
+    )
     predict.add_argument("--json", action="store_true", help="print results as JSON, not a table")
     predict.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     predict.set_defaults(func=cmd_predict)
 
     synth = sub.add_parser(
-        "synth", help="write synthetic chest radiographs (phantoms) with ground truth",
+        "synth",
+        help="write synthetic chest radiographs (phantoms) with ground truth",
         description="Write OUT/<StudyInstanceUID>/<SOPInstanceUID>.dcm phantoms and a "
         ".mask.png (0/255) beside each frontal image. Deterministic by seed.",
     )
     _option(synth, "out", required=True, help="output folder")
     synth.add_argument("--studies", type=int, default=10, help="number of studies (default 10)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    synth.add_argument("--prevalence", type=float, default=0.3,
-                       help="share of studies with a pneumothorax (default 0.3)")
-    synth.add_argument("--max-size", type=int, default=3000,
-                       help="largest image side in pixels (default 3000; smallest is 512)")
-    synth.add_argument("--siim-png", type=int, metavar="N", default=0,
-                       help="instead, write N images in the SIIM 256-px PNG layout (train/, masks/)")
+    synth.add_argument(
+        "--prevalence",
+        type=float,
+        default=0.3,
+        help="share of studies with a pneumothorax (default 0.3)",
+    )
+    synth.add_argument(
+        "--max-size",
+        type=int,
+        default=3000,
+        help="largest image side in pixels (default 3000; smallest is 512)",
+    )
+    synth.add_argument(
+        "--siim-png",
+        type=int,
+        metavar="N",
+        default=0,
+        help="instead, write N images in the SIIM 256-px PNG layout (train/, masks/)",
+    )
     synth.set_defaults(func=cmd_synth)
 
     train = sub.add_parser(
-        "train", help="train a model package (this version: phantoms only)",
+        "train",
+        help="train a model package (this version: phantoms only)",
         description="Train the classifier and the positives-only U-Net on phantoms and "
         "write a model package. Training on SIIM-ACR data comes with the training issue.",
     )
-    from training.cli import add_train_arguments  # noqa: PLC0415 - lazy by design
+    from training.cli import add_train_arguments
 
     add_train_arguments(train)
     train.set_defaults(func=cmd_train)
@@ -116,8 +144,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     package = _load_package(args.model)
     if package.research_only:
-        log.warning("model %s %s is %s: NOT FOR CLINICAL USE", package.name, package.version,
-                    "trained on synthetic phantoms" if package.synthetic else "research only")
+        log.warning(
+            "model %s %s is %s: NOT FOR CLINICAL USE",
+            package.name,
+            package.version,
+            "trained on synthetic phantoms" if package.synthetic else "research only",
+        )
     files = find_inputs(args.paths)
     if not files:
         print("no input files found", file=sys.stderr)
@@ -134,9 +166,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(format_table(results))
         counts = {s: sum(r.status == s for r in results) for s in ("analysed", "skipped", "error")}
         positives = sum(bool(r.positive) for r in results)
-        print(f"\n{len(results)} files: {counts['analysed']} analysed ({positives} positive), "
-              f"{counts['skipped']} skipped, {counts['error']} errors. "
-              f"Results in {Path(args.out) / 'results.json'}")
+        print(
+            f"\n{len(results)} files: {counts['analysed']} analysed ({positives} positive), "
+            f"{counts['skipped']} skipped, {counts['error']} errors. "
+            f"Results in {Path(args.out) / 'results.json'}"
+        )
     return 1 if any(r.status == "error" for r in results) else 0
 
 

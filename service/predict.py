@@ -66,8 +66,10 @@ def find_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
             found.append(item)
         elif item.is_dir():
             found.extend(
-                p for p in sorted(item.rglob("*"))
-                if p.is_file() and not p.name.startswith(".")
+                p
+                for p in sorted(item.rglob("*"))
+                if p.is_file()
+                and not p.name.startswith(".")
                 and p.suffix.lower() not in IGNORED_SUFFIXES
             )
         else:
@@ -120,20 +122,28 @@ class Predictor:
         except ReadError as exc:
             log.warning("cannot read %s: %s", path, exc)
             return FileResult(path=str(path), status="error", reason=str(exc))
-        uids = {
-            "sop_instance_uid": str(ds.get("SOPInstanceUID", "")) or None,
-            "study_instance_uid": str(ds.get("StudyInstanceUID", "")) or None,
-        }
+        sop_uid = str(ds.get("SOPInstanceUID", "")) or None
+        study_uid = str(ds.get("StudyInstanceUID", "")) or None
+
+        def outcome(status: str, reason: str | None) -> FileResult:
+            return FileResult(
+                path=str(path),
+                status=status,
+                reason=reason,
+                sop_instance_uid=sop_uid,
+                study_instance_uid=study_uid,
+            )
+
         verdict = eligibility(ds)
         if not verdict.eligible:
-            return FileResult(path=str(path), status="skipped", reason=verdict.reason, **uids)
+            return outcome("skipped", verdict.reason)
         try:
             return ds, to_radiograph(ds)
         except UnsupportedImageError as exc:
-            return FileResult(path=str(path), status="skipped", reason=str(exc), **uids)
+            return outcome("skipped", str(exc))
         except ReadError as exc:
-            log.warning("cannot decode %s (SOP %s): %s", path, uids["sop_instance_uid"], exc)
-            return FileResult(path=str(path), status="error", reason=str(exc), **uids)
+            log.warning("cannot decode %s (SOP %s): %s", path, sop_uid, exc)
+            return outcome("error", str(exc))
 
     def _finish(self, path: Path, ds, radiograph, result: Result) -> FileResult:
         outcome = FileResult(
@@ -172,18 +182,22 @@ def format_table(results: Sequence[FileResult]) -> str:
     header = ("file", "status", "prob", "ptx", "area cm²", "side", "priority", "reason")
     rows = [header]
     for r in results:
-        rows.append((
-            Path(r.path).name[-40:],
-            r.status,
-            "" if r.probability is None else f"{r.probability:.3f}",
-            "" if r.positive is None else ("YES" if r.positive else "no"),
-            "" if r.area_mm2 is None else f"{r.area_mm2 / 100:.1f}",
-            r.laterality or "",
-            "" if r.priority is None else f"{r.priority:.1f}",
-            (r.reason or "")[:70],
-        ))
+        rows.append(
+            (
+                Path(r.path).name[-40:],
+                r.status,
+                "" if r.probability is None else f"{r.probability:.3f}",
+                "" if r.positive is None else ("YES" if r.positive else "no"),
+                "" if r.area_mm2 is None else f"{r.area_mm2 / 100:.1f}",
+                r.laterality or "",
+                "" if r.priority is None else f"{r.priority:.1f}",
+                (r.reason or "")[:70],
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-             for row in rows]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

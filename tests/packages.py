@@ -13,14 +13,26 @@ from triage.preprocess import Normalisation
 
 CLASSIFIER = NetworkSpec(
     architecture="DenseNet",
-    params={"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "init_features": 8,
-            "growth_rate": 4, "block_config": [1, 1]},
+    params={
+        "spatial_dims": 2,
+        "in_channels": 1,
+        "out_channels": 1,
+        "init_features": 8,
+        "growth_rate": 4,
+        "block_config": [1, 1],
+    },
     weights=("classifier.pt",),
 )
 SEGMENTER = NetworkSpec(
     architecture="UNet",
-    params={"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "channels": [4, 8],
-            "strides": [2], "num_res_units": 0},
+    params={
+        "spatial_dims": 2,
+        "in_channels": 1,
+        "out_channels": 1,
+        "channels": [4, 8],
+        "strides": [2],
+        "num_res_units": 0,
+    },
     weights=("segmenter.pt",),
 )
 
@@ -56,15 +68,17 @@ def make_package(
         operating_point=operating_point or OperatingPoint(),
         training={"dataset": "none", "synthetic": synthetic, "research": True},
     )
-    save_package(package, {"classifier.pt": classifier.state_dict(),
-                           "segmenter.pt": segmenter.state_dict()})
+    save_package(
+        package, {"classifier.pt": classifier.state_dict(), "segmenter.pt": segmenter.state_dict()}
+    )
     return package
 
 
 def _force_output(net: torch.nn.Module, bias: float) -> None:
     layers = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)
     outputs = [
-        m for m in net.modules()
+        m
+        for m in net.modules()
         if isinstance(m, layers) and getattr(m, "out_channels", getattr(m, "out_features", 0)) == 1
     ]
     with torch.no_grad():

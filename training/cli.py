@@ -15,23 +15,36 @@ LATER_DATASETS = ("siim-dicom", "siim-png", "dicom-seg")
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``triage train``."""
-    parser.add_argument("--dataset", default="phantoms", choices=DATASETS + LATER_DATASETS,
-                        help="training data (this version trains on phantoms only)")
+    parser.add_argument(
+        "--dataset",
+        default="phantoms",
+        choices=DATASETS + LATER_DATASETS,
+        help="training data (this version trains on phantoms only)",
+    )
     parser.add_argument("--out", required=True, help="folder of the model package to write")
-    parser.add_argument("--images", type=int, default=None,
-                        help="number of phantoms (default 1600)")
+    parser.add_argument(
+        "--images", type=int, default=None, help="number of phantoms (default 1600)"
+    )
     parser.add_argument("--classifier-epochs", type=int, default=None, help="default 12")
     parser.add_argument("--segmenter-epochs", type=int, default=None, help="default 14")
     parser.add_argument("--seed", type=int, default=None, help="phantom seed (default 20261204)")
-    parser.add_argument("--evaluate", type=int, default=200, metavar="N",
-                        help="score the package on N held-out phantoms (0: skip; default 200)")
+    parser.add_argument(
+        "--evaluate",
+        type=int,
+        default=200,
+        metavar="N",
+        help="score the package on N held-out phantoms (0: skip; default 200)",
+    )
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Train on phantoms, evaluate on held-out phantoms, write the package."""
     if args.dataset != "phantoms":
-        print(f"triage train: dataset {args.dataset!r} is not implemented yet in this "
-              "version; use --dataset phantoms", file=sys.stderr)
+        print(
+            f"triage train: dataset {args.dataset!r} is not implemented yet in this "
+            "version; use --dataset phantoms",
+            file=sys.stderr,
+        )
         return 2
     from training.evaluate import evaluate_on_phantoms
     from training.train import QuickConfig, train_package, with_metrics
@@ -60,14 +73,20 @@ def run_synth(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if args.siim_png:
-        ids = write_siim_png(out, images=args.siim_png, seed=args.seed,
-                             prevalence=args.prevalence)
+        ids = write_siim_png(out, images=args.siim_png, seed=args.seed, prevalence=args.prevalence)
         print(f"wrote {len(ids)} images to {out / 'train'} and masks to {out / 'masks'}")
         return 0
-    images = write_studies(out, studies=args.studies, seed=args.seed,
-                           prevalence=args.prevalence, sizes=(512, max(512, args.max_size)))
+    images = write_studies(
+        out,
+        studies=args.studies,
+        seed=args.seed,
+        prevalence=args.prevalence,
+        sizes=(512, max(512, args.max_size)),
+    )
     frontal = [i for i in images if i.mask_path is not None]
     positives = sum(i.phantom.positive for i in frontal)
-    print(f"wrote {args.studies} studies, {len(images)} images ({len(frontal)} frontal, "
-          f"{positives} with a pneumothorax) to {out}")
+    print(
+        f"wrote {args.studies} studies, {len(images)} images ({len(frontal)} frontal, "
+        f"{positives} with a pneumothorax) to {out}"
+    )
     return 0

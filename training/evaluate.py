@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from triage.cascade import Cascade
-from triage.models.package import load_package
 from training.metrics import dice, empty_baseline, roc_auc, sensitivity_specificity
 from training.phantom_data import phantom_radiograph
+from triage.cascade import Cascade
+from triage.models.package import load_package
 
 #: Seed of the held-out phantoms; training must never use it.
 HELD_OUT_SEED = 777_000_001

@@ -49,13 +49,15 @@ def roc_auc(labels: Sequence[bool], scores: Sequence[float]) -> float:
     ranks = np.empty(len(scores), dtype=np.float64)
     sorted_scores = scores[order]
     # Average ranks over ties.
-    unique, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    _unique, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
     average = first + (counts + 1) / 2.0
     ranks[order] = np.repeat(average, counts)
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
-def sensitivity_specificity(labels: Sequence[bool], predicted: Sequence[bool]) -> tuple[float, float]:
+def sensitivity_specificity(
+    labels: Sequence[bool], predicted: Sequence[bool]
+) -> tuple[float, float]:
     """Sensitivity and specificity of binary decisions (NaN where a class is absent)."""
     labels = np.asarray(labels, dtype=bool)
     predicted = np.asarray(predicted, dtype=bool)

@@ -18,9 +18,9 @@ import numpy as np
 import pydicom
 from tqdm import tqdm
 
+from training.phantoms import DicomOptions, Phantom, phantom_dataset, render_phantom
 from triage.dicom.read import Radiograph, to_radiograph
 from triage.preprocess import Normalisation, prepare, resize_mask
-from training.phantoms import DicomOptions, Phantom, phantom_dataset, render_phantom
 
 STUDY_DATETIME = datetime.datetime(2026, 1, 1, 8, 0, 0)
 
@@ -89,7 +89,9 @@ def _parallel(jobs: list, worker, workers: int, label: str) -> Iterator:
         return
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers) as pool:
-        yield from tqdm(pool.imap(worker, jobs, chunksize=8), total=len(jobs), desc=label, unit="img")
+        yield from tqdm(
+            pool.imap(worker, jobs, chunksize=8), total=len(jobs), desc=label, unit="img"
+        )
 
 
 def make_phantom_set(

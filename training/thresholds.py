@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from triage.postprocess import OperatingPoint, low_res_mask
 from training.metrics import dice, empty_baseline
+from triage.postprocess import OperatingPoint, low_res_mask
 
 CLASSIFIER_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 TOP_SCORES = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -60,31 +60,43 @@ def search_operating_point(
     top_counts = {t: (maps > t).reshape(len(maps), -1).sum(axis=1) for t in TOP_SCORES}
     best: tuple[float, dict[str, Any]] | None = None
     for pixel_threshold, min_component in itertools.product(PIXEL_THRESHOLDS, MIN_COMPONENTS):
-        op = OperatingPoint(top_score=0.5, min_area=0, pixel_threshold=pixel_threshold,
-                            min_component=min_component)
-        seg_dice = np.array([
-            dice(m, low_res_mask(p, op)) for p, m in zip(maps, masks, strict=True)
-        ])
+        op = OperatingPoint(
+            top_score=0.5, min_area=0, pixel_threshold=pixel_threshold, min_component=min_component
+        )
+        segmented = [low_res_mask(p, op) for p in maps]
+        seg_dice = np.array([dice(m, s) for m, s in zip(masks, segmented, strict=True)])
+        # The cascade calls an image positive only when a region survives the component
+        # filter, so sensitivity and specificity count those, not the images that pass the gates.
+        seg_found = np.array([s.any() for s in segmented], dtype=bool)
         for ct, ts, ma in itertools.product(classifier_thresholds, TOP_SCORES, MIN_AREAS):
             predicted = (probabilities >= ct) & (top_counts[ts] >= ma)
             scores = np.where(predicted, seg_dice, truth_empty.astype(float))
-            sensitivity = float(predicted[labels].mean()) if labels.any() else 1.0
+            positive = predicted & seg_found
+            sensitivity = float(positive[labels].mean()) if labels.any() else 1.0
             if sensitivity < min_sensitivity:
                 continue
             score = float(scores.mean())
             if best is None or score > best[0]:
-                best = (score, {
-                    "classifier_threshold": ct, "top_score": ts, "min_area": ma,
-                    "pixel_threshold": pixel_threshold, "min_component": min_component,
-                    "sensitivity": sensitivity,
-                    "specificity": float((~predicted[~labels]).mean()) if (~labels).any() else 1.0,
-                })
+                best = (
+                    score,
+                    {
+                        "classifier_threshold": ct,
+                        "top_score": ts,
+                        "min_area": ma,
+                        "pixel_threshold": pixel_threshold,
+                        "min_component": min_component,
+                        "sensitivity": sensitivity,
+                        "specificity": float((~positive[~labels]).mean())
+                        if (~labels).any()
+                        else 1.0,
+                    },
+                )
     if best is None:
         raise ValueError(f"no operating point reaches sensitivity {min_sensitivity}")
     score, chosen = best
     op = OperatingPoint(**{k: chosen[k] for k in OperatingPoint.__dataclass_fields__})
     summary = {
-        "images": int(len(labels)),
+        "images": len(labels),
         "mean_dice": round(score, 4),
         "empty_baseline": round(empty_baseline(labels), 4),
         "sensitivity": round(chosen["sensitivity"], 4),

@@ -25,13 +25,12 @@ from monai.losses import DiceFocalLoss
 from tqdm import tqdm
 
 import triage
-from triage.models.networks import NetworkSpec, build_network
-from triage.models.package import ModelPackage, save_package
-from triage.postprocess import OperatingPoint
-from triage.preprocess import Normalisation
 from training.metrics import dice, roc_auc
 from training.phantom_data import PhantomSet, make_phantom_set
 from training.thresholds import search_operating_point
+from triage.models.networks import NetworkSpec, build_network
+from triage.models.package import ModelPackage, save_package
+from triage.preprocess import Normalisation
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +114,9 @@ def _batches(indices: np.ndarray, batch_size: int, rng: np.random.Generator):
 def _augmented(data: PhantomSet, batch: np.ndarray, augment: mt.Compose):
     images, masks = [], []
     for i in batch:
-        out = augment({"image": data.inputs[i][None], "mask": data.masks[i][None].astype(np.float32)})
+        out = augment(
+            {"image": data.inputs[i][None], "mask": data.masks[i][None].astype(np.float32)}
+        )
         images.append(torch.as_tensor(np.asarray(out["image"]), dtype=torch.float32))
         masks.append(torch.as_tensor(np.asarray(out["mask"]), dtype=torch.float32))
     return torch.stack(images), torch.stack(masks)
@@ -196,8 +197,16 @@ def train_classifier(data: PhantomSet, train: np.ndarray, valid: np.ndarray, con
     def score(net):
         return roc_auc(data.labels[valid], predict(net, data.inputs[valid]).reshape(-1))
 
-    return _fit(net, data=data, train=train, epochs=config.classifier_epochs, config=config,
-                loss_of=loss_of, score=score, label="classifier")
+    return _fit(
+        net,
+        data=data,
+        train=train,
+        epochs=config.classifier_epochs,
+        config=config,
+        loss_of=loss_of,
+        score=score,
+        label="classifier",
+    )
 
 
 def train_segmenter(data: PhantomSet, train: np.ndarray, valid: np.ndarray, config: QuickConfig):
@@ -213,10 +222,20 @@ def train_segmenter(data: PhantomSet, train: np.ndarray, valid: np.ndarray, conf
 
     def score(net):
         maps = predict(net, data.inputs[valid_pos])[:, 0]
-        return float(np.mean([dice(m, p > 0.5) for m, p in zip(data.masks[valid_pos], maps, strict=True)]))
+        return float(
+            np.mean([dice(m, p > 0.5) for m, p in zip(data.masks[valid_pos], maps, strict=True)])
+        )
 
-    return _fit(net, data=data, train=train_pos, epochs=config.segmenter_epochs, config=config,
-                loss_of=loss_of, score=score, label="segmenter")
+    return _fit(
+        net,
+        data=data,
+        train=train_pos,
+        epochs=config.segmenter_epochs,
+        config=config,
+        loss_of=loss_of,
+        score=score,
+        label="segmenter",
+    )
 
 
 def split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -225,7 +244,7 @@ def split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, n
     train, valid = [], []
     for value in (False, True):
         idx = rng.permutation(np.flatnonzero(labels == value))
-        cut = int(round(len(idx) * fraction))
+        cut = round(len(idx) * fraction)
         valid.extend(idx[:cut])
         train.extend(idx[cut:])
     return np.sort(np.asarray(train)), np.sort(np.asarray(valid))
@@ -235,9 +254,14 @@ def train_package(out: Path, config: QuickConfig, *, command: str = "") -> Model
     """Train both stages on phantoms and write the model package to ``out``."""
     torch.set_num_threads(max(1, torch.get_num_threads()))
     started = time.perf_counter()
-    data = make_phantom_set(images=config.images, seed=config.seed, prevalence=config.prevalence,
-                            size=config.size, normalisation=config.normalisation,
-                            workers=config.workers)
+    data = make_phantom_set(
+        images=config.images,
+        seed=config.seed,
+        prevalence=config.prevalence,
+        size=config.size,
+        normalisation=config.normalisation,
+        workers=config.workers,
+    )
     train, valid = split(data.labels, config.validation_fraction, config.seed)
     classifier, cls_history = train_classifier(data, train, valid, config)
     segmenter, seg_history = train_segmenter(data, train, valid, config)
@@ -264,7 +288,7 @@ def train_package(out: Path, config: QuickConfig, *, command: str = "") -> Model
             "dataset": "phantoms",
             "synthetic": True,
             "research": True,
-            "images": int(len(data.labels)),
+            "images": len(data.labels),
             "positives": int(data.labels.sum()),
             "seed": config.seed,
             "data_hash": f"sha256:{data.digest()}",
@@ -280,10 +304,13 @@ def train_package(out: Path, config: QuickConfig, *, command: str = "") -> Model
             "segmenter_history": seg_history,
         },
     )
-    save_package(package, {
-        config.classifier.weights[0]: classifier.state_dict(),
-        config.segmenter.weights[0]: segmenter.state_dict(),
-    })
+    save_package(
+        package,
+        {
+            config.classifier.weights[0]: classifier.state_dict(),
+            config.segmenter.weights[0]: segmenter.state_dict(),
+        },
+    )
     return package
 
 

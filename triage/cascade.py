@@ -195,6 +195,8 @@ class Cascade:
             mask=mask,
             area_mm2=area_mm2(mask, radiograph.spacing_mm) if mask is not None else None,
             area_fraction=fraction,
-            laterality=laterality(mask, radiograph.patient_orientation) if positive else None,
+            laterality=laterality(mask, radiograph.patient_orientation)
+            if mask is not None
+            else None,
             priority=priority(probability, fraction, positive),
         )

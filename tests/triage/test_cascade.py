@@ -74,8 +74,12 @@ def test_flagged_images_are_segmented_at_source_size(tmp_path):
 
 def test_gate_follows_the_classifier_threshold(tmp_path):
     # Classifier output sigmoid(0) = 0.5 for every image: a threshold above it gates all.
-    package = make_package(tmp_path, classifier_bias=0.0, segmenter_bias=6.0,
-                           operating_point=OperatingPoint(classifier_threshold=0.6))
+    package = make_package(
+        tmp_path,
+        classifier_bias=0.0,
+        segmenter_bias=6.0,
+        operating_point=OperatingPoint(classifier_threshold=0.6),
+    )
     cascade = Cascade(package, device="cpu")
     assert not any(r.segmented for r in cascade.run([radiograph(100, 100)]))
     lower = dataclasses.replace(package, operating_point=OperatingPoint(classifier_threshold=0.4))

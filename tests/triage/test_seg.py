@@ -71,10 +71,14 @@ def test_uids_are_deterministic_and_differ_per_model(tmp_path):
 
 def test_research_packages_say_not_for_clinical_use():
     source = make_dataset(rows=64, columns=96)
-    assert NOT_FOR_CLINICAL_USE in build_segmentation(source, blob((64, 96)), RESEARCH).SeriesDescription
-    assert NOT_FOR_CLINICAL_USE not in build_segmentation(
-        source, blob((64, 96)), CLINICAL
-    ).SeriesDescription
+    assert (
+        NOT_FOR_CLINICAL_USE
+        in build_segmentation(source, blob((64, 96)), RESEARCH).SeriesDescription
+    )
+    assert (
+        NOT_FOR_CLINICAL_USE
+        not in build_segmentation(source, blob((64, 96)), CLINICAL).SeriesDescription
+    )
 
 
 def test_refuses_wrong_shape_and_empty_masks():
@@ -86,8 +90,9 @@ def test_refuses_wrong_shape_and_empty_masks():
 
 
 def test_source_header_mends_what_real_files_break():
-    source = make_dataset(rows=64, columns=96, PixelSpacing=[0, 0], PatientAge="62",
-                          PatientBirthDate=None)
+    source = make_dataset(
+        rows=64, columns=96, PixelSpacing=[0, 0], PatientAge="62", PatientBirthDate=None
+    )
     header = source_header(source)
     assert "PixelData" not in header and "PixelData" in source
     assert "PixelSpacing" not in header
@@ -96,13 +101,28 @@ def test_source_header_mends_what_real_files_break():
 
 
 def _sources(shared_data_dir):
-    yield "factory CR MONOCHROME1", make_dataset(
-        rows=600, columns=500, modality="CR", sop_class="CR", photometric="MONOCHROME1",
-        PatientOrientation=["L", "F"], PixelSpacing=[0.2, 0.2])
-    yield "factory DX without orientation", make_dataset(
-        rows=512, columns=512, ImagerPixelSpacing=[0.15, 0.15], PatientOrientation=None)
-    yield "factory SC with modality CR", make_dataset(
-        rows=256, columns=300, modality="CR", sop_class="SC")
+    yield (
+        "factory CR MONOCHROME1",
+        make_dataset(
+            rows=600,
+            columns=500,
+            modality="CR",
+            sop_class="CR",
+            photometric="MONOCHROME1",
+            PatientOrientation=["L", "F"],
+            PixelSpacing=[0.2, 0.2],
+        ),
+    )
+    yield (
+        "factory DX without orientation",
+        make_dataset(
+            rows=512, columns=512, ImagerPixelSpacing=[0.15, 0.15], PatientOrientation=None
+        ),
+    )
+    yield (
+        "factory SC with modality CR",
+        make_dataset(rows=256, columns=300, modality="CR", sop_class="SC"),
+    )
     for name in ("RG1_UNCR.dcm", "RG1_J2KR.dcm"):
         yield name, read_radiograph(get_testdata_file(name))[0]
     if shared_data_dir is not None:
@@ -120,8 +140,9 @@ def test_every_seg_passes_dciodvfy(tmp_path, require_tool, request):
     checked = 0
     for name, source in _sources(shared):
         mask = blob((int(source.Rows), int(source.Columns)))
-        path = write_segmentation(build_segmentation(source, mask, RESEARCH),
-                                  tmp_path / f"{checked}.seg.dcm")
+        path = write_segmentation(
+            build_segmentation(source, mask, RESEARCH), tmp_path / f"{checked}.seg.dcm"
+        )
         verdict = dciodvfy(path)
         assert verdict.errors == (), f"{name}: {verdict.errors}"
         checked += 1

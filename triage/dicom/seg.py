@@ -33,8 +33,15 @@ NOT_FOR_CLINICAL_USE = "NOT FOR CLINICAL USE"
 CONVENTIONAL_ORIENTATION = ("L", "F")
 #: Type 2 attributes highdicom copies from the source; an absent one is written empty.
 COPIED_TYPE2 = (
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
-    "ReferringPhysicianName", "StudyID", "AccessionNumber",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
 )
 AGE = re.compile(r"^\d{3}[DWMY]$")
 PIXEL_DATA = Tag("PixelData")
@@ -116,7 +123,9 @@ def build_segmentation(
         purpose_of_reference=codes.PROCESSING_EQUIPMENT,
         manufacturer_model_name=algorithm.name,
         software_versions=(triage.__version__, algorithm.version),
-        contribution_description=f"Pneumothorax segmentation by {algorithm.name} {algorithm.version}",
+        contribution_description=(
+            f"Pneumothorax segmentation by {algorithm.name} {algorithm.version}"
+        ),
     )
     seg = hd.seg.Segmentation(
         source_images=[source],
@@ -153,7 +162,8 @@ def source_header(source: Dataset) -> Dataset:
     for element in source:
         if element.tag != PIXEL_DATA:
             header.add(copy.deepcopy(element))
-    header.file_meta = copy.deepcopy(source.file_meta) if hasattr(source, "file_meta") else Dataset()
+    if hasattr(source, "file_meta"):
+        header.file_meta = copy.deepcopy(source.file_meta)
     for keyword in COPIED_TYPE2:
         if keyword not in header:
             setattr(header, keyword, "")

@@ -23,8 +23,16 @@ from triage.preprocess import Normalisation
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 STAGES = ("classifier", "segmenter")
-REQUIRED_KEYS = ("format", "name", "version", "input_size", "normalisation",
-                 "operating_point", "training", *STAGES)
+REQUIRED_KEYS = (
+    "format",
+    "name",
+    "version",
+    "input_size",
+    "normalisation",
+    "operating_point",
+    "training",
+    *STAGES,
+)
 
 
 def default_package_path() -> Path:
@@ -171,9 +179,7 @@ def load_package(path: str | Path) -> ModelPackage:
     return package
 
 
-def save_package(
-    package: ModelPackage, weights: Mapping[str, Mapping[str, torch.Tensor]]
-) -> Path:
+def save_package(package: ModelPackage, weights: Mapping[str, Mapping[str, torch.Tensor]]) -> Path:
     """Write ``package`` to its folder: the weight files named in ``weights`` and the manifest.
 
     ``weights`` maps a file name (as named in the specs) to a state dict.
