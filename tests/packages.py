@@ -21,6 +21,7 @@ CLASSIFIER = NetworkSpec(
         "growth_rate": 4,
         "block_config": [1, 1],
     },
+    input_size=(64, 64),
     weights=("classifier.pt",),
 )
 SEGMENTER = NetworkSpec(
@@ -33,6 +34,7 @@ SEGMENTER = NetworkSpec(
         "strides": [2],
         "num_res_units": 0,
     },
+    input_size=(96, 96),
     weights=("segmenter.pt",),
 )
 
@@ -63,7 +65,6 @@ def make_package(
         version="0.0.1",
         classifier=CLASSIFIER,
         segmenter=SEGMENTER,
-        input_size=(64, 64),
         normalisation=Normalisation(),
         operating_point=operating_point or OperatingPoint(),
         training={"dataset": "none", "synthetic": synthetic, "research": True},

@@ -27,16 +27,20 @@ STUDY_DATETIME = datetime.datetime(2026, 1, 1, 8, 0, 0)
 
 @dataclass(frozen=True, kw_only=True)
 class PhantomSet:
-    """Network inputs, target masks and labels of a set of phantoms."""
+    """Classifier inputs, segmenter inputs, target masks and labels of a set of phantoms.
 
-    inputs: np.ndarray  # float32 (N, rows, cols)
-    masks: np.ndarray  # bool (N, rows, cols)
+    Each stage has its own input size; masks are on the segmenter's grid.
+    """
+
+    classifier_inputs: np.ndarray  # float32 (N, rows, cols)
+    segmenter_inputs: np.ndarray  # float32 (N, rows, cols)
+    masks: np.ndarray  # bool (N, rows, cols), segmenter grid
     labels: np.ndarray  # bool (N,)
 
     def digest(self) -> str:
         """SHA-256 of the arrays: the data hash recorded in a model package."""
         sha = hashlib.sha256()
-        for array in (self.inputs, self.masks, self.labels):
+        for array in (self.classifier_inputs, self.segmenter_inputs, self.masks, self.labels):
             sha.update(np.ascontiguousarray(array).tobytes())
         return sha.hexdigest()
 
@@ -54,11 +58,12 @@ def phantom_radiograph(
     cols = int(np.clip(rows * rng.uniform(0.85, 1.2), sizes[0], sizes[1]))
     positive = bool(rng.random() < prevalence)
     phantom = render_phantom(rng, rows=rows, cols=cols, positive=positive)
+    modality = str(rng.choice(["CR", "DX"]))
     options = DicomOptions(
-        modality=str(rng.choice(["CR", "DX"])),
+        modality=modality,
         photometric=str(rng.choice(["MONOCHROME1", "MONOCHROME2"])),
         bits_stored=int(rng.choice([8, 10, 12, 15, 16])),
-        rescale=bool(rng.random() < 0.3),
+        rescale=modality == "CR" and bool(rng.random() < 0.5),  # DX must not rescale
     )
     uid = f"2.25.{int.from_bytes(hashlib.sha256(f'{seed}/{index}'.encode()).digest()[:15])}"
     ds = phantom_dataset(
@@ -76,11 +81,15 @@ def phantom_radiograph(
     return to_radiograph(ds), phantom, ds
 
 
-def _sample(job: tuple[int, int, float, tuple[int, int], tuple[int, int], Normalisation]):
-    seed, index, prevalence, sizes, size, normalisation = job
+def _sample(job: tuple):
+    seed, index, prevalence, sizes, classifier_size, segmenter_size, normalisation = job
     radiograph, phantom, _ = phantom_radiograph(seed, index, prevalence=prevalence, sizes=sizes)
-    inputs = prepare(radiograph.pixels, size=size, normalisation=normalisation)
-    return inputs, resize_mask(phantom.mask, size), phantom.positive
+    return (
+        prepare(radiograph.pixels, size=classifier_size, normalisation=normalisation),
+        prepare(radiograph.pixels, size=segmenter_size, normalisation=normalisation),
+        resize_mask(phantom.mask, segmenter_size),
+        phantom.positive,
+    )
 
 
 def _parallel(jobs: list, worker, workers: int, label: str) -> Iterator:
@@ -99,18 +108,24 @@ def make_phantom_set(
     images: int,
     seed: int,
     prevalence: float,
-    size: tuple[int, int],
+    classifier_size: tuple[int, int],
+    segmenter_size: tuple[int, int],
     normalisation: Normalisation,
-    sizes: tuple[int, int] = (384, 768),
+    sizes: tuple[int, int] = (512, 1024),
     workers: int = 2,
 ) -> PhantomSet:
     """Render ``images`` phantoms and prepare them as network inputs and targets."""
-    jobs = [(seed, i, prevalence, sizes, size, normalisation) for i in range(images)]
-    inputs, masks, labels = [], [], []
-    for x, m, y in _parallel(jobs, _sample, workers, "phantoms"):
-        inputs.append(x)
-        masks.append(m)
-        labels.append(y)
+    jobs = [
+        (seed, i, prevalence, sizes, classifier_size, segmenter_size, normalisation)
+        for i in range(images)
+    ]
+    columns: tuple[list, list, list, list] = ([], [], [], [])
+    for sample in _parallel(jobs, _sample, workers, "phantoms"):
+        for column, value in zip(columns, sample, strict=True):
+            column.append(value)
     return PhantomSet(
-        inputs=np.stack(inputs), masks=np.stack(masks), labels=np.asarray(labels, dtype=bool)
+        classifier_inputs=np.stack(columns[0]),
+        segmenter_inputs=np.stack(columns[1]),
+        masks=np.stack(columns[2]),
+        labels=np.asarray(columns[3], dtype=bool),
     )

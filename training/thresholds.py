@@ -20,6 +20,7 @@ from triage.postprocess import OperatingPoint, low_res_mask
 
 CLASSIFIER_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 TOP_SCORES = (0.5, 0.6, 0.7, 0.8, 0.9)
+#: Pixel counts on a 256×256 grid; scaled to the segmenter's grid by area.
 MIN_AREAS = (1, 10, 25, 50, 100, 200)
 PIXEL_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
 MIN_COMPONENTS = (0, 10, 30, 60)
@@ -57,9 +58,12 @@ def search_operating_point(
     """
     labels = np.asarray(labels, dtype=bool)
     truth_empty = ~masks.reshape(len(masks), -1).any(axis=1)
+    scale = max(1.0, maps.shape[1] * maps.shape[2] / (256 * 256))
+    min_areas = sorted({max(1, round(a * scale)) for a in MIN_AREAS})
+    min_components = sorted({round(c * scale) for c in MIN_COMPONENTS})
     top_counts = {t: (maps > t).reshape(len(maps), -1).sum(axis=1) for t in TOP_SCORES}
     best: tuple[float, dict[str, Any]] | None = None
-    for pixel_threshold, min_component in itertools.product(PIXEL_THRESHOLDS, MIN_COMPONENTS):
+    for pixel_threshold, min_component in itertools.product(PIXEL_THRESHOLDS, min_components):
         op = OperatingPoint(
             top_score=0.5, min_area=0, pixel_threshold=pixel_threshold, min_component=min_component
         )
@@ -68,7 +72,7 @@ def search_operating_point(
         # The cascade calls an image positive only when a region survives the component
         # filter, so sensitivity and specificity count those, not the images that pass the gates.
         seg_found = np.array([s.any() for s in segmented], dtype=bool)
-        for ct, ts, ma in itertools.product(classifier_thresholds, TOP_SCORES, MIN_AREAS):
+        for ct, ts, ma in itertools.product(classifier_thresholds, TOP_SCORES, min_areas):
             predicted = (probabilities >= ct) & (top_counts[ts] >= ma)
             scores = np.where(predicted, seg_dice, truth_empty.astype(float))
             positive = predicted & seg_found

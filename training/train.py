@@ -13,7 +13,7 @@ import datetime
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai import transforms as mt
-from monai.losses import DiceFocalLoss
+from monai.losses import DiceCELoss
 from tqdm import tqdm
 
 import triage
@@ -44,11 +44,12 @@ class QuickConfig:
     images: int = 1600
     prevalence: float = 0.5
     validation_fraction: float = 0.2
-    size: tuple[int, int] = (256, 256)
+    sizes: tuple[int, int] = (512, 1024)
+    segmenter_crop: tuple[int, int] = (256, 256)
     classifier_epochs: int = 12
-    segmenter_epochs: int = 14
+    segmenter_epochs: int = 20
     batch_size: int = 16
-    learning_rate: float = 2e-3
+    learning_rate: float = 3e-3
     seed: int = 20261204
     workers: int = 2
     classifier: NetworkSpec = field(
@@ -62,6 +63,7 @@ class QuickConfig:
                 "growth_rate": 8,
                 "block_config": [2, 4, 6, 4],
             },
+            input_size=(256, 256),
             weights=("classifier.pt",),
         )
     )
@@ -72,35 +74,48 @@ class QuickConfig:
                 "spatial_dims": 2,
                 "in_channels": 1,
                 "out_channels": 1,
-                "channels": [32, 64, 128, 256, 512],
+                "channels": [16, 32, 64, 128, 256],
                 "strides": [2, 2, 2, 2],
                 "num_res_units": 2,
             },
+            input_size=(512, 512),
             weights=("segmenter.pt",),
         )
     )
     normalisation: Normalisation = field(default_factory=Normalisation)
 
 
-def augmentation(seed: int) -> mt.Compose:
-    """Random flips, small affine changes and intensity changes (image and mask together)."""
-    keys = ["image", "mask"]
-    chain = mt.Compose(
-        [
-            mt.RandFlipd(keys, prob=0.5, spatial_axis=1),
-            mt.RandAffined(
-                keys,
-                prob=0.7,
-                rotate_range=0.12,
-                scale_range=0.1,
-                translate_range=(12, 12),
-                mode=("bilinear", "nearest"),
-                padding_mode="zeros",
-            ),
-            mt.RandAdjustContrastd(["image"], prob=0.3, gamma=(0.75, 1.35)),
-            mt.RandGaussianNoised(["image"], prob=0.3, std=0.03),
-        ]
-    )
+def augmentation(seed: int, keys: Sequence[str], crop: tuple[int, int] | None = None) -> mt.Compose:
+    """Random flips, small affine changes and intensity changes.
+
+    With ``crop``, a patch of that size is cut first, centred on the pneumothorax three
+    times out of four (the U-Net is fully convolutional: it trains on patches and runs on
+    the whole image).
+    """
+    keys = list(keys)
+    modes = tuple("nearest" if k == "mask" else "bilinear" for k in keys)
+    steps: list = []
+    if crop is not None:
+        steps.append(
+            mt.RandCropByPosNegLabeld(
+                keys, label_key="mask", spatial_size=crop, pos=3, neg=1, num_samples=1
+            )
+        )
+    steps += [
+        mt.RandFlipd(keys, prob=0.5, spatial_axis=1),
+        mt.RandAffined(
+            keys,
+            prob=0.7,
+            rotate_range=0.12,
+            scale_range=0.1,
+            translate_range=(12, 12),
+            mode=modes,
+            padding_mode="zeros",
+        ),
+        mt.RandAdjustContrastd(["image"], prob=0.3, gamma=(0.75, 1.35)),
+        mt.RandGaussianNoised(["image"], prob=0.3, std=0.03),
+    ]
+    chain = mt.Compose(steps)
     chain.set_random_state(seed)
     return chain
 
@@ -111,31 +126,36 @@ def _batches(indices: np.ndarray, batch_size: int, rng: np.random.Generator):
         yield order[start : start + batch_size]
 
 
-def _augmented(data: PhantomSet, batch: np.ndarray, augment: mt.Compose):
-    images, masks = [], []
+def _augmented(images: np.ndarray, masks: np.ndarray | None, batch: np.ndarray, augment):
+    """Augment the images (and masks) of ``batch``; returns tensors (B, 1, rows, cols)."""
+    out_images, out_masks = [], []
     for i in batch:
-        out = augment(
-            {"image": data.inputs[i][None], "mask": data.masks[i][None].astype(np.float32)}
-        )
-        images.append(torch.as_tensor(np.asarray(out["image"]), dtype=torch.float32))
-        masks.append(torch.as_tensor(np.asarray(out["mask"]), dtype=torch.float32))
-    return torch.stack(images), torch.stack(masks)
+        sample = {"image": images[i][None]}
+        if masks is not None:
+            sample["mask"] = masks[i][None].astype(np.float32)
+        out = augment(sample)
+        out = out[0] if isinstance(out, list) else out
+        out_images.append(torch.as_tensor(np.asarray(out["image"]), dtype=torch.float32))
+        if masks is not None:
+            out_masks.append(torch.as_tensor(np.asarray(out["mask"]), dtype=torch.float32))
+    return torch.stack(out_images), (torch.stack(out_masks) if out_masks else None)
 
 
 def _fit(
     net: torch.nn.Module,
     *,
-    data: PhantomSet,
+    batches: Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor | None]],
     train: np.ndarray,
     epochs: int,
     config: QuickConfig,
-    loss_of: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, np.ndarray], torch.Tensor],
+    loss_of: Callable[
+        [torch.nn.Module, torch.Tensor, torch.Tensor | None, np.ndarray], torch.Tensor
+    ],
     score: Callable[[torch.nn.Module], float],
     label: str,
 ) -> tuple[torch.nn.Module, list[dict[str, float]]]:
     """Train ``net`` and return the state of the epoch with the best validation score."""
     rng = np.random.default_rng(config.seed)
-    augment = augmentation(config.seed)
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     steps = epochs * math.ceil(len(train) / config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -147,7 +167,7 @@ def _fit(
         losses = []
         bar = tqdm(list(_batches(train, config.batch_size, rng)), desc=f"{label} {epoch}/{epochs}")
         for batch in bar:
-            images, masks = _augmented(data, batch, augment)
+            images, masks = batches(batch)
             loss = loss_of(net, images, masks, batch)
             optimiser.zero_grad()
             loss.backward()
@@ -177,8 +197,8 @@ def predict(net: torch.nn.Module, inputs: np.ndarray, batch_size: int = 32) -> n
 
 def predict_flip(net: torch.nn.Module, inputs: np.ndarray) -> np.ndarray:
     """U-Net probability maps with horizontal-flip averaging, as the cascade computes them."""
-    plain = predict(net, inputs)[:, 0]
-    flipped = predict(net, np.ascontiguousarray(inputs[:, :, ::-1]))[:, 0, :, ::-1]
+    plain = predict(net, inputs, batch_size=8)[:, 0]
+    flipped = predict(net, np.ascontiguousarray(inputs[:, :, ::-1]), batch_size=8)[:, 0, :, ::-1]
     return (plain + flipped) / 2
 
 
@@ -190,16 +210,18 @@ def train_classifier(data: PhantomSet, train: np.ndarray, valid: np.ndarray, con
     weight = torch.tensor((len(train) - positives) / positives)
     criterion = torch.nn.BCEWithLogitsLoss(pos_weight=weight)
     labels = torch.from_numpy(data.labels.astype(np.float32))
+    augment = augmentation(config.seed, ["image"])
 
     def loss_of(net, images, masks, batch):
         return criterion(net(images).reshape(-1), labels[batch])
 
     def score(net):
-        return roc_auc(data.labels[valid], predict(net, data.inputs[valid]).reshape(-1))
+        scores = predict(net, data.classifier_inputs[valid]).reshape(-1)
+        return roc_auc(data.labels[valid], scores)
 
     return _fit(
         net,
-        data=data,
+        batches=lambda batch: _augmented(data.classifier_inputs, None, batch, augment),
         train=train,
         epochs=config.classifier_epochs,
         config=config,
@@ -213,22 +235,22 @@ def train_segmenter(data: PhantomSet, train: np.ndarray, valid: np.ndarray, conf
     """U-Net on positive training images only; best epoch by validation Dice on positives."""
     torch.manual_seed(config.seed + 1)
     net = build_network(config.segmenter)
-    criterion = DiceFocalLoss(sigmoid=True, lambda_dice=1.0, lambda_focal=1.0)
+    criterion = DiceCELoss(sigmoid=True, batch=True)
     train_pos = train[data.labels[train]]
     valid_pos = valid[data.labels[valid]]
+    augment = augmentation(config.seed + 1, ["image", "mask"], crop=config.segmenter_crop)
 
     def loss_of(net, images, masks, batch):
         return criterion(net(images), masks)
 
     def score(net):
-        maps = predict(net, data.inputs[valid_pos])[:, 0]
-        return float(
-            np.mean([dice(m, p > 0.5) for m, p in zip(data.masks[valid_pos], maps, strict=True)])
-        )
+        maps = predict(net, data.segmenter_inputs[valid_pos], batch_size=8)[:, 0]
+        truths = data.masks[valid_pos]
+        return float(np.mean([dice(m, p > 0.5) for m, p in zip(truths, maps, strict=True)]))
 
     return _fit(
         net,
-        data=data,
+        batches=lambda batch: _augmented(data.segmenter_inputs, data.masks, batch, augment),
         train=train_pos,
         epochs=config.segmenter_epochs,
         config=config,
@@ -241,7 +263,8 @@ def train_segmenter(data: PhantomSet, train: np.ndarray, valid: np.ndarray, conf
 def split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Stratified split of image indices into training and validation."""
     rng = np.random.default_rng(seed)
-    train, valid = [], []
+    train: list[int] = []
+    valid: list[int] = []
     for value in (False, True):
         idx = rng.permutation(np.flatnonzero(labels == value))
         cut = round(len(idx) * fraction)
@@ -258,15 +281,17 @@ def train_package(out: Path, config: QuickConfig, *, command: str = "") -> Model
         images=config.images,
         seed=config.seed,
         prevalence=config.prevalence,
-        size=config.size,
+        classifier_size=config.classifier.input_size,
+        segmenter_size=config.segmenter.input_size,
         normalisation=config.normalisation,
+        sizes=config.sizes,
         workers=config.workers,
     )
     train, valid = split(data.labels, config.validation_fraction, config.seed)
     classifier, cls_history = train_classifier(data, train, valid, config)
     segmenter, seg_history = train_segmenter(data, train, valid, config)
-    probabilities = predict(classifier, data.inputs[valid]).reshape(-1)
-    maps = predict_flip(segmenter, data.inputs[valid])
+    probabilities = predict(classifier, data.classifier_inputs[valid]).reshape(-1)
+    maps = predict_flip(segmenter, data.segmenter_inputs[valid])
     operating_point, search = search_operating_point(
         labels=data.labels[valid], probabilities=probabilities, maps=maps, masks=data.masks[valid]
     )
@@ -281,7 +306,6 @@ def train_package(out: Path, config: QuickConfig, *, command: str = "") -> Model
         ),
         classifier=config.classifier,
         segmenter=config.segmenter,
-        input_size=config.size,
         normalisation=config.normalisation,
         operating_point=operating_point,
         training={

@@ -139,33 +139,35 @@ class Cascade:
                 prob = (plain + torch.flip(flipped, dims=[-1])) / 2
                 out.append(prob[:, 0].cpu().numpy())
         self.segmented_images += len(inputs)
-        size = self.package.input_size
+        size = self.package.segmenter.input_size
         return np.concatenate(out) if out else np.zeros((0, *size), dtype=np.float32)
+
+    def _prepare(self, radiographs: Sequence[Radiograph], size: tuple[int, int]) -> np.ndarray:
+        normalisation = self.package.normalisation
+        with self._timed("preprocess"):
+            return np.stack([prepare(r.pixels, size=size, normalisation=normalisation)
+                             for r in radiographs])
 
     def run(self, radiographs: Sequence[Radiograph]) -> list[Result]:
         """Analyse a batch of radiographs; returns one :class:`Result` per image, in order."""
         if not radiographs:
             return []
-        package = self.package
-        with self._timed("preprocess"):
-            inputs = np.stack(
-                [
-                    prepare(r.pixels, size=package.input_size, normalisation=package.normalisation)
-                    for r in radiographs
-                ]
-            )
-        op = package.operating_point
+        op = self.package.operating_point
         if self.mode == "cascade":
+            inputs = self._prepare(radiographs, self.package.classifier.input_size)
             with self._timed("classify"):
                 probabilities = self.classify(inputs)
-            flagged = probabilities >= op.classifier_threshold
+            chosen = np.flatnonzero(probabilities >= op.classifier_threshold)
         else:
-            probabilities = np.zeros(len(inputs), dtype=np.float32)
-            flagged = np.ones(len(inputs), dtype=bool)
-        chosen = np.flatnonzero(flagged)
-        with self._timed("segment"):
-            maps = self.segment(inputs[chosen]) if len(chosen) else None
-        prob_maps = dict(zip(chosen.tolist(), maps if maps is not None else [], strict=True))
+            probabilities = np.zeros(len(radiographs), dtype=np.float32)
+            chosen = np.arange(len(radiographs))
+        maps: np.ndarray | list = []
+        if len(chosen):
+            flagged = self._prepare([radiographs[i] for i in chosen],
+                                    self.package.segmenter.input_size)
+            with self._timed("segment"):
+                maps = self.segment(flagged)
+        prob_maps = dict(zip(chosen.tolist(), maps, strict=True))
         results = []
         for index, radiograph in enumerate(radiographs):
             prob_map = prob_maps.get(index)

@@ -55,7 +55,8 @@ def test_load_package_round_trips_the_manifest(tmp_path: Path) -> None:
     assert loaded.path == tmp_path / "package"
     assert loaded.name == "ptx-unit-test"
     assert loaded.version == "0.0.1"
-    assert loaded.input_size == (64, 64)
+    assert loaded.classifier.input_size == (64, 64)
+    assert loaded.segmenter.input_size == (96, 96)
     assert loaded.normalisation == Normalisation()
     assert loaded.operating_point == op
     assert loaded.classifier == CLASSIFIER
@@ -100,7 +101,7 @@ def test_invalid_json(package_dir: Path) -> None:
         load_package(package_dir)
 
 
-@pytest.mark.parametrize("key", ["operating_point", "classifier", "training", "input_size"])
+@pytest.mark.parametrize("key", ["operating_point", "classifier", "training", "normalisation"])
 def test_missing_key_is_named(package_dir: Path, key: str) -> None:
     edit_manifest(package_dir, lambda data: data.pop(key))
     with pytest.raises(PackageError, match=rf"lacks {key}$"):
@@ -181,7 +182,7 @@ def test_training_synthetic_must_be_a_boolean(package_dir: Path, value: object) 
 
 @pytest.mark.parametrize("size", [[16, 64], [64], "big"])
 def test_bad_input_size(package_dir: Path, size: object) -> None:
-    edit_manifest(package_dir, lambda data: data.update(input_size=size))
+    edit_manifest(package_dir, lambda data: data["segmenter"].update(input_size=size))
     with pytest.raises(PackageError, match=r"input_size|malformed"):
         load_package(package_dir)
 
@@ -214,6 +215,7 @@ def test_two_weight_files_make_an_ensemble_that_averages(tmp_path: Path) -> None
     spec = NetworkSpec(
         architecture=SEGMENTER.architecture,
         params=SEGMENTER.params,
+        input_size=SEGMENTER.input_size,
         weights=("fold0.pt", "fold1.pt"),
     )
     torch.manual_seed(1)
@@ -224,7 +226,6 @@ def test_two_weight_files_make_an_ensemble_that_averages(tmp_path: Path) -> None
         version="1",
         classifier=CLASSIFIER,
         segmenter=spec,
-        input_size=(64, 64),
         normalisation=Normalisation(),
         operating_point=OperatingPoint(),
         training={"synthetic": True},
@@ -268,8 +269,13 @@ def test_build_network_refuses_bad_parameters() -> None:
 
 def test_network_spec_json_round_trip_and_single_weight_string() -> None:
     assert NetworkSpec.from_json(CLASSIFIER.to_json()) == CLASSIFIER
-    spec = NetworkSpec.from_json({"architecture": "UNet", "weights": "one.pt"})
+    spec = NetworkSpec.from_json(
+        {"architecture": "UNet", "input_size": [128, 96], "weights": "one.pt"}
+    )
     assert spec.weights == ("one.pt",)
+    assert spec.input_size == (128, 96)
+    with pytest.raises(PackageError, match="malformed"):
+        NetworkSpec.from_json({"architecture": "UNet", "weights": "one.pt"})
 
 
 def test_copied_package_loads_from_its_new_place(package_dir: Path, tmp_path: Path) -> None:

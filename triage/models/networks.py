@@ -37,6 +37,8 @@ class NetworkSpec:
         A key of :data:`ARCHITECTURES`, for example ``"DenseNet"`` or ``"UNet"``.
     params
         Keyword arguments for the MONAI constructor (``spatial_dims``, ``in_channels``, ...).
+    input_size
+        Network input (rows, cols): images are resized to it before this stage.
     weights
         File names of the weights, relative to the package folder; several files form an
         ensemble whose outputs are averaged.
@@ -44,11 +46,12 @@ class NetworkSpec:
     Raises
     ------
     PackageError
-        If the architecture is unknown or no weight file is named.
+        If the architecture is unknown or the input size is not two sizes >= 32.
     """
 
     architecture: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    input_size: tuple[int, int] = (256, 256)
     weights: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -59,12 +62,16 @@ class NetworkSpec:
                 f"architecture {self.architecture!r} is not supported; "
                 f"use one of {sorted(ARCHITECTURES)}.{hint}"
             )
+        size = tuple(self.input_size)
+        if len(size) != 2 or not all(isinstance(v, int) and v >= 32 for v in size):
+            raise PackageError(f"input_size must be two whole sizes >= 32, got {self.input_size!r}")
 
     def to_json(self) -> dict[str, Any]:
         """Return the manifest form of this spec."""
         return {
             "architecture": self.architecture,
             "params": dict(self.params),
+            "input_size": list(self.input_size),
             "weights": list(self.weights),
         }
 
@@ -81,12 +88,14 @@ class NetworkSpec:
             weights = data.get("weights", [])
             if isinstance(weights, str):
                 weights = [weights]
+            size = data["input_size"]
             return cls(
                 architecture=str(data["architecture"]),
                 params=dict(data.get("params", {})),
+                input_size=(size[0], size[1]),
                 weights=tuple(str(w) for w in weights),
             )
-        except (KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, AttributeError, IndexError) as exc:
             raise PackageError(f"network entry {data!r} is malformed: {exc}") from exc
 
 

@@ -27,7 +27,6 @@ REQUIRED_KEYS = (
     "format",
     "name",
     "version",
-    "input_size",
     "normalisation",
     "operating_point",
     "training",
@@ -52,7 +51,6 @@ class ModelPackage:
     version: str
     classifier: NetworkSpec
     segmenter: NetworkSpec
-    input_size: tuple[int, int]
     normalisation: Normalisation
     operating_point: OperatingPoint
     training: Mapping[str, Any]
@@ -60,8 +58,6 @@ class ModelPackage:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if len(self.input_size) != 2 or min(self.input_size) < 32:
-            raise PackageError(f"input_size must be two sizes >= 32, got {self.input_size}")
         if not isinstance(self.training.get("synthetic"), bool):
             raise PackageError(
                 "training.synthetic must be true or false: say whether the package was "
@@ -117,7 +113,6 @@ class ModelPackage:
             "name": self.name,
             "version": self.version,
             "description": self.description,
-            "input_size": list(self.input_size),
             "normalisation": self.normalisation.to_json(),
             "operating_point": self.operating_point.to_json(),
             "classifier": self.classifier.to_json(),
@@ -161,7 +156,6 @@ def load_package(path: str | Path) -> ModelPackage:
             description=str(data.get("description", "")),
             classifier=NetworkSpec.from_json(data["classifier"]),
             segmenter=NetworkSpec.from_json(data["segmenter"]),
-            input_size=(int(data["input_size"][0]), int(data["input_size"][1])),
             normalisation=Normalisation.from_json(data["normalisation"]),
             operating_point=OperatingPoint.from_json(data["operating_point"]),
             training=dict(data["training"]),
