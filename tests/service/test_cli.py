@@ -1,0 +1,49 @@
+"""The `triage` command: help texts, synth, info."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from service.cli import main
+from tests.packages import make_package
+
+
+@pytest.mark.parametrize("command", ["predict", "synth", "train", "info"])
+def test_every_command_explains_itself(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert f"usage: triage {command}" in text
+    if command == "predict":
+        assert "TRIAGE_MODEL" in text and "results.json" in text
+
+
+def test_environment_variables_set_defaults(tmp_path, monkeypatch, capsys):
+    package = make_package(tmp_path / "pkg")
+    monkeypatch.setenv("TRIAGE_MODEL", str(package.path))
+    assert main(["info"]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "ptx-unit-test"
+
+
+def test_synth_writes_studies_with_masks(tmp_path, capsys):
+    out = tmp_path / "phantoms"
+    assert main(["synth", "--out", str(out), "--studies", "3", "--seed", "5",
+                 "--prevalence", "1.0", "--max-size", "600"]) == 0
+    assert "3 studies" in capsys.readouterr().out
+    studies = [p for p in out.iterdir() if p.is_dir()]
+    assert len(studies) == 3
+    masks = list(out.rglob("*.mask.png"))
+    assert masks, "every frontal image has a mask"
+    for mask in masks:
+        dicom = mask.with_name(mask.name.removesuffix(".mask.png") + ".dcm")
+        assert dicom.is_file()
+        assert Image.open(mask).getextrema()[1] == 255  # prevalence 1: all positive
+
+
+def test_train_refuses_datasets_of_a_later_issue(tmp_path, capsys):
+    assert main(["train", "--dataset", "siim-png", "--out", str(tmp_path / "p")]) == 2
+    assert "--dataset phantoms" in capsys.readouterr().err
