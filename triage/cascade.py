@@ -145,8 +145,9 @@ class Cascade:
     def _prepare(self, radiographs: Sequence[Radiograph], size: tuple[int, int]) -> np.ndarray:
         normalisation = self.package.normalisation
         with self._timed("preprocess"):
-            return np.stack([prepare(r.pixels, size=size, normalisation=normalisation)
-                             for r in radiographs])
+            return np.stack(
+                [prepare(r.pixels, size=size, normalisation=normalisation) for r in radiographs]
+            )
 
     def run(self, radiographs: Sequence[Radiograph]) -> list[Result]:
         """Analyse a batch of radiographs; returns one :class:`Result` per image, in order."""
@@ -163,8 +164,9 @@ class Cascade:
             chosen = np.arange(len(radiographs))
         maps: np.ndarray | list = []
         if len(chosen):
-            flagged = self._prepare([radiographs[i] for i in chosen],
-                                    self.package.segmenter.input_size)
+            flagged = self._prepare(
+                [radiographs[int(i)] for i in chosen], self.package.segmenter.input_size
+            )
             with self._timed("segment"):
                 maps = self.segment(flagged)
         prob_maps = dict(zip(chosen.tolist(), maps, strict=True))

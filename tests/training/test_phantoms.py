@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from training.phantoms import (
     DicomOptions,
+    Phantom,
     PhantomError,
     PneumothoraxSpec,
     phantom_dataset,
@@ -35,7 +36,7 @@ MODERATE = PneumothoraxSpec(
 )
 
 
-def _render(seed: int, **kwargs):
+def _render(seed: int, **kwargs) -> Phantom:
     kwargs.setdefault("rows", 256)
     kwargs.setdefault("cols", 256)
     kwargs.setdefault("positive", True)
@@ -79,7 +80,7 @@ def test_ground_truth_matches_label():
         assert positive.positive and positive.mask.any()
         assert positive.side in ("L", "R")
         assert 0.005 <= positive.fraction <= 0.45
-        assert 0.0 <= positive.image.min() and positive.image.max() <= 1.0
+        assert positive.image.min() >= 0.0 and positive.image.max() <= 1.0
         assert not negative.positive and not negative.mask.any()
         assert negative.side is None and negative.fraction == 0.0
 
@@ -162,7 +163,7 @@ def test_large_non_square_phantom():
     phantom = _render(9, rows=3000, cols=2500)
     assert phantom.image.shape == phantom.mask.shape == (3000, 2500)
     assert phantom.image.dtype == np.float32 and phantom.mask.any()
-    assert 0.0 <= phantom.image.min() and phantom.image.max() <= 1.0
+    assert phantom.image.min() >= 0.0 and phantom.image.max() <= 1.0
 
 
 def test_bad_arguments_name_themselves():
@@ -238,7 +239,9 @@ def test_dciodvfy_finds_no_errors(modality, tmp_path):
 
 
 def _tree_bytes(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def test_write_studies_layout_and_ground_truth(tmp_path):

@@ -26,15 +26,27 @@ TINY = replace(
     workers=1,
     classifier=NetworkSpec(
         architecture="DenseNet",
-        params={"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "init_features": 8,
-                "growth_rate": 4, "block_config": [1, 1]},
+        params={
+            "spatial_dims": 2,
+            "in_channels": 1,
+            "out_channels": 1,
+            "init_features": 8,
+            "growth_rate": 4,
+            "block_config": [1, 1],
+        },
         input_size=(64, 64),
         weights=("classifier.pt",),
     ),
     segmenter=NetworkSpec(
         architecture="UNet",
-        params={"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "channels": [4, 8],
-                "strides": [2], "num_res_units": 0},
+        params={
+            "spatial_dims": 2,
+            "in_channels": 1,
+            "out_channels": 1,
+            "channels": [4, 8],
+            "strides": [2],
+            "num_res_units": 0,
+        },
         input_size=(96, 96),
         weights=("segmenter.pt",),
     ),
@@ -42,9 +54,16 @@ TINY = replace(
 
 
 def test_phantom_set_is_deterministic_and_aligned():
-    kwargs = dict(images=6, seed=3, prevalence=0.5, classifier_size=(64, 64),
-                  segmenter_size=(96, 96), normalisation=Normalisation(), sizes=(512, 560),
-                  workers=1)
+    kwargs = dict(
+        images=6,
+        seed=3,
+        prevalence=0.5,
+        classifier_size=(64, 64),
+        segmenter_size=(96, 96),
+        normalisation=Normalisation(),
+        sizes=(512, 560),
+        workers=1,
+    )
     first, second = make_phantom_set(**kwargs), make_phantom_set(**kwargs)
     assert first.digest() == second.digest()
     assert first.classifier_inputs.shape == (6, 64, 64)

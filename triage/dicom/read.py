@@ -9,7 +9,6 @@ darkest (air). Every check that can be made from the header runs before decoding
 from __future__ import annotations
 
 import logging
-import math
 import os
 import struct
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.pixels import apply_modality_lut, apply_voi, get_decoder
+from pydicom.pixels import get_decoder
 from pydicom.uid import (
     UID,
     ExplicitVRBigEndian,
@@ -31,6 +30,8 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from triage.dicom.display import to_display
+from triage.dicom.values import finite_float
 from triage.errors import (
     EmptyImageError,
     NoPixelDataError,
@@ -161,7 +162,7 @@ def to_radiograph(ds: Dataset) -> Radiograph:
     tsyntax = _transfer_syntax(ds)
     _check_pixel_data_length(ds, tsyntax, rows, columns)
     stored = _decode(ds, tsyntax)
-    pixels = _to_display(stored, ds)
+    pixels = to_display(stored, ds)
     if photometric == "MONOCHROME1":
         np.subtract(np.float32(1.0), pixels, out=pixels)
     return Radiograph(
@@ -347,125 +348,13 @@ def _decode(ds: Dataset, tsyntax: UID) -> np.ndarray:
     return stored
 
 
-def _to_display(stored: np.ndarray, ds: Dataset) -> np.ndarray:
-    """Modality then VOI transform, as float32 in [0, 1] with 1 the highest output value."""
-    values = _modality(stored, ds)
-    lut = ds.get("VOILUTSequence")
-    if lut and "LUTDescriptor" in lut[0] and "LUTData" in lut[0]:
-        pixels = _apply_voi_lut(values, ds)
-        if pixels is not None:
-            return pixels
-    window = _first_window(ds)
-    if window is not None:
-        function = str(ds.get("VOILUTFunction") or "LINEAR").strip().upper()
-        return _apply_window(values, *window, function=function)
-    return _min_max(values)
-
-
-def _modality(stored: np.ndarray, ds: Dataset) -> np.ndarray:
-    """Modality values; rescale runs in float32 because pydicom's would allocate float64."""
-    if ds.get("ModalityLUTSequence"):
-        return apply_modality_lut(stored, ds)
-    slope = _finite_float(ds.get("RescaleSlope"), default=1.0)
-    intercept = _finite_float(ds.get("RescaleIntercept"), default=0.0)
-    if slope == 0.0:
-        logger.warning("ignoring Rescale Slope 0, which would blank the image")
-        slope = 1.0
-    if slope == 1.0 and intercept == 0.0:
-        return stored
-    values = stored.astype(np.float32)
-    values *= np.float32(slope)
-    values += np.float32(intercept)
-    return values
-
-
-def _apply_voi_lut(values: np.ndarray, ds: Dataset) -> np.ndarray | None:
-    """Apply the first VOI LUT and normalise by its output range; None if it is unusable."""
-    descriptor = ds.VOILUTSequence[0].LUTDescriptor
-    entries, first = int(descriptor[0]) or 2**16, int(descriptor[1])
-    # pydicom's apply_voi wants integers already inside the table, or it wraps around
-    if values.dtype.kind == "f":
-        values = np.rint(values)
-    index = np.clip(values, first, first + entries - 1).astype(np.int32, copy=False)
-    try:
-        table = apply_voi(np.arange(first, first + entries, dtype=np.int32), ds)
-        mapped = apply_voi(index, ds)
-    except (NotImplementedError, ValueError, AttributeError, struct.error) as exc:
-        logger.warning("ignoring unusable VOI LUT: %s", exc)
-        return None
-    low, high = float(table.min()), float(table.max())
-    if high <= low:
-        logger.warning("ignoring VOI LUT whose output is constant (%s)", low)
-        return None
-    pixels = mapped.astype(np.float32)
-    pixels -= np.float32(low)
-    pixels *= np.float32(1.0 / (high - low))
-    return pixels
-
-
-def _first_window(ds: Dataset) -> tuple[float, float] | None:
-    """The first (center, width) pair, or None when absent or invalid."""
-    center, width = _first_value(ds.get("WindowCenter")), _first_value(ds.get("WindowWidth"))
-    if center is None or width is None:
-        return None
-    if width <= 0:
-        logger.warning("ignoring window with width %s: a width must be positive", width)
-        return None
-    return center, width
-
-
-def _apply_window(values: np.ndarray, center: float, width: float, *, function: str) -> np.ndarray:
-    """Window to [0, 1] with the formulas of PS3.3 C.11.2.1.2 (LINEAR for unknown names)."""
-    pixels = values.astype(np.float32, copy=values.dtype != np.float32)
-    if function == "SIGMOID":
-        pixels -= np.float32(center)
-        pixels *= np.float32(-4.0 / width)
-        np.exp(pixels, out=pixels)
-        pixels += np.float32(1.0)
-        return np.reciprocal(pixels, out=pixels)
-    if function == "LINEAR_EXACT":
-        pixels -= np.float32(center - width / 2)
-        pixels *= np.float32(1.0 / width)
-    elif width > 1:
-        pixels -= np.float32(center - 0.5 - (width - 1) / 2)
-        pixels *= np.float32(1.0 / (width - 1))
-    else:
-        return (pixels > np.float32(center - 0.5)).astype(np.float32)
-    return np.clip(pixels, 0.0, 1.0, out=pixels)
-
-
-def _min_max(values: np.ndarray) -> np.ndarray:
-    low, high = float(values.min()), float(values.max())
-    pixels = values.astype(np.float32, copy=values.dtype != np.float32)
-    if high <= low:
-        pixels.fill(0.0)
-        return pixels
-    pixels -= np.float32(low)
-    pixels *= np.float32(1.0 / (high - low))
-    return np.clip(pixels, 0.0, 1.0, out=pixels)
-
-
-def _first_value(value: object) -> float | None:
-    if isinstance(value, list | tuple | MultiValue):
-        value = value[0] if len(value) else None
-    return _finite_float(value, default=None)
-
-
-def _finite_float(value: object, *, default: float | None) -> float | None:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return default
-    return number if math.isfinite(number) else default
-
-
 def _spacing(ds: Dataset) -> tuple[float, float] | None:
     """Pixel Spacing if valid (two positive numbers), else Imager Pixel Spacing, else None."""
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         value = ds.get(keyword)
         if not isinstance(value, list | tuple | MultiValue) or len(value) != 2:
             continue
-        pair = [_finite_float(v, default=None) for v in value]
+        pair = [finite_float(v, default=None) for v in value]
         if all(v is not None and v > 0 for v in pair):
             return (float(pair[0]), float(pair[1]))  # type: ignore[arg-type]
     return None
