@@ -31,8 +31,24 @@ def test_environment_variables_set_defaults(tmp_path, monkeypatch, capsys):
 
 def test_synth_writes_studies_with_masks(tmp_path, capsys):
     out = tmp_path / "phantoms"
-    assert main(["synth", "--out", str(out), "--studies", "3", "--seed", "5",
-                 "--prevalence", "1.0", "--max-size", "600"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(out),
+                "--studies",
+                "3",
+                "--seed",
+                "5",
+                "--prevalence",
+                "1.0",
+                "--max-size",
+                "600",
+            ]
+        )
+        == 0
+    )
     assert "3 studies" in capsys.readouterr().out
     studies = [p for p in out.iterdir() if p.is_dir()]
     assert len(studies) == 3

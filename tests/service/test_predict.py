@@ -199,3 +199,48 @@ def test_predict_on_real_chest_images(tmp_path, positive_package, shared_data, r
         source = pydicom.dcmread(row["path"], stop_before_pixels=True)
         assert (seg.Rows, seg.Columns) == (source.Rows, source.Columns)
         assert dciodvfy(row["seg_path"]).errors == ()
+
+
+@pytest.mark.slow
+@pytest.mark.peers
+def test_default_package_on_phantom_studies(tmp_path, require_tool):
+    """Every syntax and bit depth in, SEGs of source size out, valid, on the right side."""
+    from training.phantoms import write_studies
+    from triage.models.package import default_package_path
+
+    require_tool("dciodvfy")
+    images = write_studies(
+        tmp_path / "in", studies=8, seed=31337, prevalence=1.0, sizes=(512, 1400)
+    )
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "in"),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--model",
+                str(default_package_path()),
+            ]
+        )
+        == 0
+    )
+    rows = {r["sop_instance_uid"]: r for r in json.loads((out / "results.json").read_text())}
+    frontal = [i for i in images if i.mask_path is not None]
+    found = 0
+    for image in images:
+        row = rows[image.sop_instance_uid]
+        if image.mask_path is None:
+            assert row["status"] == "skipped"
+            continue
+        assert row["status"] == "analysed"
+        if not row["positive"]:
+            continue
+        found += 1
+        seg = pydicom.dcmread(row["seg_path"])
+        assert (seg.Rows, seg.Columns) == image.phantom.mask.shape
+        assert row["laterality"] == image.phantom.side
+        assert dciodvfy(row["seg_path"]).errors == ()
+    assert found >= 0.7 * len(frontal), f"{found} of {len(frontal)} positives found"
