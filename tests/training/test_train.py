@@ -8,10 +8,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from tests.packages import CLASSIFIER, SEGMENTER
 from training.evaluate import evaluate_on_phantoms
 from training.phantom_data import make_phantom_set
 from training.train import QuickConfig, split, train_package, with_metrics
-from triage.models.networks import NetworkSpec
 from triage.models.package import load_package
 from triage.preprocess import Normalisation
 
@@ -24,32 +24,8 @@ TINY = replace(
     sizes=(512, 560),
     segmenter_crop=(64, 64),
     workers=1,
-    classifier=NetworkSpec(
-        architecture="DenseNet",
-        params={
-            "spatial_dims": 2,
-            "in_channels": 1,
-            "out_channels": 1,
-            "init_features": 8,
-            "growth_rate": 4,
-            "block_config": [1, 1],
-        },
-        input_size=(64, 64),
-        weights=("classifier.pt",),
-    ),
-    segmenter=NetworkSpec(
-        architecture="UNet",
-        params={
-            "spatial_dims": 2,
-            "in_channels": 1,
-            "out_channels": 1,
-            "channels": [4, 8],
-            "strides": [2],
-            "num_res_units": 0,
-        },
-        input_size=(96, 96),
-        weights=("segmenter.pt",),
-    ),
+    classifier=CLASSIFIER,
+    segmenter=SEGMENTER,
 )
 
 
