@@ -275,7 +275,6 @@ def split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, n
 
 def train_package(out: Path, config: QuickConfig, *, command: str = "") -> ModelPackage:
     """Train both stages on phantoms and write the model package to ``out``."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     started = time.perf_counter()
     data = make_phantom_set(
         images=config.images,

@@ -178,7 +178,9 @@ class Cascade:
             results.append(self._result(radiograph, float(probabilities[index]), prob_map))
         return results
 
-    def _result(self, radiograph: Radiograph, probability: float, prob_map) -> Result:
+    def _result(
+        self, radiograph: Radiograph, probability: float, prob_map: np.ndarray | None
+    ) -> Result:
         op = self.package.operating_point
         mask = None
         if prob_map is not None:

@@ -83,7 +83,9 @@ def low_res_mask(prob: np.ndarray, op: OperatingPoint) -> np.ndarray:
     return mask
 
 
-def to_source(prob: np.ndarray, keep: np.ndarray, shape: tuple[int, int], threshold: float):
+def to_source(
+    prob: np.ndarray, keep: np.ndarray, shape: tuple[int, int], threshold: float
+) -> np.ndarray:
     """Resize a kept region to the source image grid with smooth edges.
 
     The probability map, zeroed outside the (slightly dilated) kept region, is upsampled
