@@ -1,0 +1,256 @@
+"""The DICOM listener: C-ECHO and C-STORE SCP that stores durably and answers honestly.
+
+The C-STORE handler only validates, writes and records: the dataset is written to a
+temporary name in its study folder, fsynced, renamed to ``<SOPInstanceUID>.dcm``, the
+folder fsynced, the instance row committed, and only then is Success returned. Any
+failure answers 0xA700 and leaves no file behind. Nothing slow (no decoding, no
+inference) runs on the association thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+from pydicom import Dataset
+from pydicom.uid import (
+    ComputedRadiographyImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    DigitalXRayImageStorageForProcessing,
+    SecondaryCaptureImageStorage,
+)
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db.models import Instance, Study, StudyState, utcnow
+
+log = logging.getLogger(__name__)
+
+UID_PATTERN = re.compile(r"^[0-9.]{1,64}$")
+
+#: Storage classes accepted by default (more can be configured).
+STORAGE_CLASSES = (
+    ComputedRadiographyImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    DigitalXRayImageStorageForProcessing,
+    SecondaryCaptureImageStorage,
+)
+
+
+class Status:
+    """C-STORE statuses we answer with (PS3.4 Annex B)."""
+
+    SUCCESS = 0x0000
+    OUT_OF_RESOURCES = 0xA700
+    DATA_SET_DOES_NOT_MATCH = 0xA900
+    CANNOT_UNDERSTAND = 0xC000
+
+
+@dataclass(frozen=True, kw_only=True)
+class ListenerSettings:
+    """How the listener presents itself and whom it accepts.
+
+    Raises
+    ------
+    ValueError
+        If the AE title or port is invalid.
+    """
+
+    ae_title: str = "TRIAGE"
+    host: str = "127.0.0.1"
+    port: int = 11112
+    allowed_calling_aets: tuple[str, ...] = ()  # empty: any
+    maximum_associations: int = 10
+    maximum_pdu_size: int = 0  # 0: unlimited
+    acse_timeout: float = 30.0
+    dimse_timeout: float = 30.0
+    network_timeout: float = 60.0
+    extra_storage_classes: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.ae_title.strip()) <= 16:
+            raise ValueError(f"ae_title must have 1 to 16 characters, got {self.ae_title!r}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0-65535, got {self.port}")
+
+
+class StoreHandler:
+    """The C-STORE handler: durable file, committed row, then Success."""
+
+    def __init__(self, data_dir: Path, sessions: sessionmaker[Session]) -> None:
+        self.inbox = Path(data_dir) / "inbox"
+        self.inbox.mkdir(parents=True, exist_ok=True)
+        self.sessions = sessions
+        self._lock = threading.Lock()
+
+    def __call__(self, event: evt.Event) -> int:
+        try:
+            return self._store(event)
+        except Exception:  # the peer gets a status, never a traceback
+            log.exception("C-STORE failed")
+            return Status.OUT_OF_RESOURCES
+
+    def _store(self, event: evt.Event) -> int:
+        request = cast(C_STORE, event.request)
+        sop_uid = str(request.AffectedSOPInstanceUID or "")
+        dataset = event.dataset
+        study_uid = str(dataset.get("StudyInstanceUID", ""))
+        if not (UID_PATTERN.match(sop_uid) and UID_PATTERN.match(study_uid)):
+            log.warning("refused C-STORE: malformed UIDs (SOP %r, study %r)", sop_uid, study_uid)
+            return Status.CANNOT_UNDERSTAND
+        if str(dataset.get("SOPInstanceUID", sop_uid)) != sop_uid:
+            return Status.DATA_SET_DOES_NOT_MATCH
+        folder = self.inbox / study_uid
+        target = folder / f"{sop_uid}.dcm"
+        with self.sessions() as session:
+            if session.scalar(select(Instance.id).where(Instance.sop_instance_uid == sop_uid)):
+                log.info("instance %s received again: already stored", sop_uid)
+                return Status.SUCCESS
+        payload = event.encoded_dataset()
+        with self._lock:  # one writer for file + row of the same instance
+            created = _write_durably(folder, target, payload)
+            try:
+                self._record(event, dataset, study_uid, sop_uid, target, len(payload))
+            except IntegrityError:
+                log.info("instance %s stored concurrently by another association", sop_uid)
+                return Status.SUCCESS
+            except SQLAlchemyError:
+                if created:
+                    target.unlink(missing_ok=True)
+                raise
+        log.info("stored %s of study %s (%d bytes)", sop_uid, study_uid, len(payload))
+        return Status.SUCCESS
+
+    def _record(
+        self,
+        event: evt.Event,
+        dataset: Dataset,
+        study_uid: str,
+        sop_uid: str,
+        path: Path,
+        size: int,
+    ) -> None:
+        now = utcnow()
+        with self.sessions() as session:
+            study = session.scalar(select(Study).where(Study.study_instance_uid == study_uid))
+            if study is None:
+                study = Study(study_instance_uid=study_uid, received_at=now)
+                accession = str(dataset.get("AccessionNumber", "") or "")[:16]
+                study.accession_number = accession or None
+                session.add(study)
+            study.last_instance_at = now
+            if study.state not in (StudyState.RECEIVING, StudyState.QUEUED):
+                study.state = StudyState.RECEIVING  # new images after a result: analyse again
+            session.flush()
+            session.add(
+                Instance(
+                    study_id=study.id,
+                    sop_instance_uid=sop_uid,
+                    series_instance_uid=str(dataset.get("SeriesInstanceUID", "")) or None,
+                    sop_class_uid=str(cast(C_STORE, event.request).AffectedSOPClassUID),
+                    transfer_syntax_uid=str(event.context.transfer_syntax),
+                    path=str(path),
+                    size_bytes=size,
+                    calling_ae=str(event.assoc.requestor.ae_title).strip()[:16],
+                    association_id=_association_id(event.assoc),
+                    received_at=now,
+                )
+            )
+            session.commit()
+
+
+def _association_id(assoc: object) -> str:
+    """A stable id per association, kept on the association object."""
+    key = "_triage_id"
+    if not hasattr(assoc, key):
+        setattr(assoc, key, str(uuid.uuid4()))
+    return str(getattr(assoc, key))
+
+
+def _write_durably(folder: Path, target: Path, payload: bytes) -> bool:
+    """Write ``payload`` to ``target`` atomically; False when it already exists."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        return False
+    tmp = folder / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(folder)
+    return True
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def build_ae(settings: ListenerSettings) -> AE:
+    """An application entity configured from ``settings``."""
+    ae = AE(ae_title=settings.ae_title)
+    ae.maximum_associations = settings.maximum_associations
+    ae.maximum_pdu_size = settings.maximum_pdu_size
+    ae.acse_timeout = settings.acse_timeout
+    ae.dimse_timeout = settings.dimse_timeout
+    ae.network_timeout = settings.network_timeout
+    if settings.allowed_calling_aets:
+        ae.require_calling_aet = list(settings.allowed_calling_aets)
+    ae.add_supported_context(Verification)
+    for sop_class in (*STORAGE_CLASSES, *settings.extra_storage_classes):
+        ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
+    return ae
+
+
+class Listener:
+    """A running listener; ``start`` returns once the port accepts associations."""
+
+    def __init__(self, settings: ListenerSettings, data_dir: Path, sessions: sessionmaker[Session]):
+        self.settings = settings
+        self.handler = StoreHandler(data_dir, sessions)
+        self.ae = build_ae(settings)
+        self._server: ThreadedAssociationServer | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when the settings asked for port 0)."""
+        if self._server is None:
+            raise RuntimeError("listener is not running")
+        return int(self._server.server_address[1])
+
+    def start(self) -> Listener:
+        """Start serving in background threads."""
+        handlers: Sequence = [
+            (evt.EVT_C_STORE, self.handler),
+            (evt.EVT_C_ECHO, lambda event: Status.SUCCESS),
+        ]
+        self._server = self.ae.start_server(
+            (self.settings.host, self.settings.port), block=False, evt_handlers=list(handlers)
+        )
+        log.info("listening as %s on %s:%d", self.settings.ae_title, self.settings.host, self.port)
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting and close the server."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
