@@ -209,3 +209,23 @@ def expire_leases(session: Session, *, now: datetime.datetime | None = None) -> 
         )
     ).execution_options(synchronize_session=False)
     return _rowcount(session, statement)
+
+
+def requeue(session: Session, *, study_id: int, model_version: str) -> bool:
+    """Queue a finished job again (new images arrived); False if none was finished."""
+    statement = (
+        update(Job)
+        .where(
+            Job.study_id == study_id,
+            Job.model_version == model_version,
+            Job.state.in_((JobState.DONE, JobState.DEAD, JobState.FAILED)),
+        )
+        .values(
+            state=JobState.QUEUED,
+            attempts=0,
+            available_at=utcnow(),
+            last_error=None,
+            finished_at=None,
+        )
+    ).execution_options(synchronize_session=False)
+    return _rowcount(session, statement) == 1
