@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pydicom
 from pynetdicom import AE
+from pynetdicom.association import Association
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -95,7 +96,7 @@ class Sender:
             ).all()
         by_destination: dict[str, list[tuple[int, str]]] = defaultdict(list)
         for export_id, destination, seg_path in due:
-            by_destination[destination].append((export_id, seg_path))
+            by_destination[destination].append((export_id, seg_path or ""))
         counts = {"sent": 0, "failed": 0, "dead": 0}
         for destination, items in by_destination.items():
             outcomes = self._deliver(destination, items)
@@ -131,7 +132,7 @@ class Sender:
         return outcomes
 
     @staticmethod
-    def _store(assoc, seg_path: str) -> str | None:  # type: ignore[no-untyped-def]
+    def _store(assoc: Association, seg_path: str) -> str | None:
         try:
             status = assoc.send_c_store(pydicom.dcmread(seg_path))
         except (OSError, ValueError, RuntimeError) as exc:
@@ -141,7 +142,9 @@ class Sender:
             return "no response to C-STORE (timeout or abort)"
         return None if int(code) in (0x0000, 0xB000, 0xB007, 0xB006) else f"status 0x{code:04X}"
 
-    def _record(self, session: Session, export_id: int, error: str | None, now) -> str:  # type: ignore[no-untyped-def]
+    def _record(
+        self, session: Session, export_id: int, error: str | None, now: datetime.datetime
+    ) -> str:
         export = session.get(Export, export_id)
         assert export is not None
         export.attempts += 1
