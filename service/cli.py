@@ -52,6 +52,45 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     _option(parser, "batch-size", default=16, type=int, help="images per forward pass")
 
 
+def _add_service_options(parser: argparse.ArgumentParser) -> None:
+    _option(
+        parser,
+        "data-dir",
+        default="triage-data",
+        help="folder for inbox, outbox and the SQLite database",
+    )
+    _option(parser, "host", default="127.0.0.1", help="address the listener binds")
+    _option(parser, "port", default=11112, type=int, help="listener port")
+    _option(parser, "ae-title", default="TRIAGE", help="our AE title")
+    _option(
+        parser,
+        "stable-age",
+        default=5.0,
+        type=float,
+        help="seconds without a new image before a study is analysed",
+    )
+    parser.add_argument(
+        "--destination",
+        action="append",
+        default=_env_list("destination"),
+        metavar="AET@HOST:PORT",
+        help="where SEGs are sent (repeatable) [env: TRIAGE_DESTINATION, comma-separated]",
+    )
+    parser.add_argument(
+        "--allow-ae",
+        action="append",
+        default=_env_list("allow-ae"),
+        metavar="AET",
+        help="calling AE titles accepted (repeatable; none: "
+        "any) [env: TRIAGE_ALLOW_AE, comma-separated]",
+    )
+
+
+def _env_list(name: str) -> list[str]:
+    value = _env(name)
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``triage`` command."""
     parser = argparse.ArgumentParser(
@@ -125,6 +164,31 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(train)
     train.set_defaults(func=cmd_train)
 
+    serve = sub.add_parser(
+        "serve",
+        help="run the DICOM listener, scheduler, worker and sender",
+        description="Receive chest studies by C-STORE, analyse each settled study, send a "
+        "SEG per positive image to every --destination and keep the worklist. Stop with "
+        "Ctrl-C or SIGTERM: the current job finishes first.",
+    )
+    _add_service_options(serve)
+    _add_model_options(serve)
+    _option(serve, "workers", default=1, type=int, help="worker threads running the cascade")
+    serve.set_defaults(func=cmd_serve)
+
+    worklist = sub.add_parser(
+        "worklist",
+        help="print the prioritised worklist",
+        description="Studies by priority (largest, most certain pneumothorax first), ties by "
+        "arrival.",
+    )
+    _option(worklist, "data-dir", default="triage-data", help="the service's data folder")
+    worklist.add_argument("--json", action="store_true", help="print JSON, not a table")
+    worklist.add_argument(
+        "--state", action="append", default=[], help="only studies in this state (repeatable)"
+    )
+    worklist.set_defaults(func=cmd_worklist)
+
     info = sub.add_parser("info", help="describe a model package")
     _option(info, "model", help="model package folder; the bundled one if unset")
     info.set_defaults(func=cmd_info)
@@ -186,6 +250,50 @@ def cmd_train(args: argparse.Namespace) -> int:
     from training.cli import run_train
 
     return run_train(args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``triage serve``."""
+    from service.listener import ListenerSettings
+    from service.serve import Service, ServiceSettings
+
+    settings = ServiceSettings(
+        data_dir=Path(args.data_dir),
+        listener=ListenerSettings(
+            ae_title=args.ae_title,
+            host=args.host,
+            port=args.port,
+            allowed_calling_aets=tuple(args.allow_ae),
+        ),
+        destinations=tuple(args.destination),
+        stable_age=args.stable_age,
+        model=Path(args.model) if args.model else None,
+        device=args.device,
+        batch_size=args.batch_size,
+        workers=args.workers,
+    )
+    Service(settings).serve_forever()
+    return 0
+
+
+def cmd_worklist(args: argparse.Namespace) -> int:
+    """``triage worklist``."""
+    from service.db.engine import make_engine, make_sessionmaker, sqlite_url
+    from service.worklist import format_worklist, worklist
+
+    database = Path(args.data_dir) / "triage.db"
+    if not database.is_file():
+        print(
+            f"no worklist at {database}: start `triage serve --data-dir {args.data_dir}` first",
+            file=sys.stderr,
+        )
+        return 2
+    engine = make_engine(sqlite_url(database))
+    with make_sessionmaker(engine)() as session:
+        rows = worklist(session, states=args.state)
+    engine.dispose()
+    print(json.dumps(rows, indent=2) if args.json else format_worklist(rows))
+    return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:

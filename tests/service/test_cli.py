@@ -11,7 +11,7 @@ from service.cli import main
 from tests.packages import make_package
 
 
-@pytest.mark.parametrize("command", ["predict", "synth", "train", "info"])
+@pytest.mark.parametrize("command", ["predict", "synth", "train", "info", "serve", "worklist"])
 def test_every_command_explains_itself(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -63,3 +63,49 @@ def test_synth_writes_studies_with_masks(tmp_path, capsys):
 def test_train_refuses_datasets_of_a_later_issue(tmp_path, capsys):
     assert main(["train", "--dataset", "siim-png", "--out", str(tmp_path / "p")]) == 2
     assert "--dataset phantoms" in capsys.readouterr().err
+
+
+def test_worklist_without_a_service_says_what_to_do(tmp_path, capsys):
+    assert main(["worklist", "--data-dir", str(tmp_path / "none")]) == 2
+    assert "triage serve" in capsys.readouterr().err
+
+
+def test_worklist_prints_studies_by_priority(tmp_path, capsys):
+    from service.db.engine import make_engine, make_sessionmaker, sqlite_url
+    from service.db.migrate import upgrade
+    from service.db.models import Study
+
+    engine = make_engine(sqlite_url(tmp_path / "triage.db"))
+    upgrade(engine)
+    with make_sessionmaker(engine)() as session:
+        session.add_all(
+            [
+                Study(study_instance_uid="1.2.1", state="negative", priority=0.0),
+                Study(
+                    study_instance_uid="1.2.2", state="positive", priority=88.0, probability=0.99
+                ),
+                Study(study_instance_uid="1.2.3", state="positive", priority=61.0, probability=0.7),
+            ]
+        )
+        session.commit()
+    engine.dispose()
+    assert main(["worklist", "--data-dir", str(tmp_path), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["study_instance_uid"] for r in rows] == ["1.2.2", "1.2.3", "1.2.1"]
+    assert set(rows[0]) >= {
+        "study_instance_uid",
+        "accession_number",
+        "state",
+        "reason",
+        "priority",
+        "probability",
+        "area_mm2",
+        "laterality",
+        "received_at",
+        "finished_at",
+        "seg_sop_instance_uids",
+        "exports",
+    }
+    assert main(["worklist", "--data-dir", str(tmp_path), "--state", "positive"]) == 0
+    table = capsys.readouterr().out
+    assert "88.0" in table and "1.2.1" not in table

@@ -1,0 +1,165 @@
+"""``triage serve``: listener, scheduler, worker and sender in one process.
+
+The listener stores and acknowledges; APScheduler settles studies into jobs, expires
+leases and sends due exports; worker threads claim jobs and run the cascade. ``stop``
+lets a worker finish its current job before the process exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from service.db import queue
+from service.db.engine import make_engine, make_sessionmaker, sqlite_url
+from service.db.migrate import upgrade
+from service.listener import Listener, ListenerSettings
+from service.scheduler import settle_studies
+from service.sender import Destination, Sender
+from service.worker import Worker
+from triage.cascade import Cascade
+from triage.models.package import default_package_path, load_package
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceSettings:
+    """Everything ``triage serve`` needs.
+
+    Raises
+    ------
+    ValueError
+        If a destination is malformed or a number is out of range.
+    """
+
+    data_dir: Path
+    listener: ListenerSettings = field(default_factory=ListenerSettings)
+    destinations: tuple[str, ...] = ()
+    stable_age: float = 5.0
+    model: Path | None = None
+    device: str = "auto"
+    batch_size: int = 16
+    workers: int = 1
+    lease_seconds: float = 300.0
+    database_url: str | None = None
+
+    def __post_init__(self) -> None:
+        for destination in self.destinations:
+            Destination.parse(destination)
+        if self.stable_age < 0:
+            raise ValueError(f"stable_age must be >= 0 seconds, got {self.stable_age}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+
+    @property
+    def url(self) -> str:
+        """The database URL: the given one, else SQLite in the data folder."""
+        return self.database_url or sqlite_url(self.data_dir / "triage.db")
+
+
+class Service:
+    """The running service; ``start`` returns once the listener accepts associations."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.engine = make_engine(settings.url)
+        upgrade(self.engine)
+        self.sessions = make_sessionmaker(self.engine)
+        self.listener = Listener(settings.listener, settings.data_dir, self.sessions)
+        self.sender = Sender(self.sessions, calling_ae=settings.listener.ae_title)
+        self.scheduler = BackgroundScheduler(timezone="UTC")
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.workers: list[Worker] = []
+        if settings.workers:
+            package = load_package(settings.model or default_package_path())
+            cascade = Cascade(package, device=settings.device, batch_size=settings.batch_size)
+            for index in range(settings.workers):
+                self.workers.append(
+                    Worker(
+                        self.sessions,
+                        cascade,
+                        settings.data_dir,
+                        destinations=settings.destinations,
+                        owner=f"{socket.gethostname()}:{os.getpid()}:{index}",
+                        lease_seconds=settings.lease_seconds,
+                    )
+                )
+
+    @property
+    def model_version(self) -> str:
+        """The model version studies are queued for."""
+        if self.workers:
+            return self.workers[0].model_version
+        package = load_package(self.settings.model or default_package_path())
+        return f"{package.name}:{package.version}"
+
+    def start(self) -> Service:
+        """Start listener, periodic tasks and worker threads."""
+        version = self.model_version
+        self.listener.start()
+        tasks = (
+            (lambda: self._settle(version), 0.5),
+            (self._expire, 10.0),
+            (self.sender.send_due, 1.0),
+        )
+        for task, seconds in tasks:
+            self.scheduler.add_job(
+                task, "interval", seconds=seconds, max_instances=1, coalesce=True
+            )
+        self.scheduler.start()
+        for worker in self.workers:
+            thread = threading.Thread(
+                target=self._work, args=(worker,), daemon=True, name=f"worker-{worker.owner}"
+            )
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def _settle(self, model_version: str) -> None:
+        with self.sessions() as session:
+            settle_studies(
+                session, model_version=model_version, stable_age=self.settings.stable_age
+            )
+            session.commit()
+
+    def _expire(self) -> None:
+        with self.sessions() as session:
+            if expired := queue.expire_leases(session):
+                log.warning("%d job lease(s) expired: queued again", expired)
+            session.commit()
+
+    def _work(self, worker: Worker) -> None:
+        while not self._stop.is_set():
+            if not worker.run_once():
+                self._stop.wait(0.2)
+
+    def stop(self) -> None:
+        """Stop taking work, let running jobs finish, close everything."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self.settings.lease_seconds)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        self.listener.stop()
+        self.engine.dispose()
+
+    def serve_forever(self) -> None:
+        """Run until SIGTERM or SIGINT, then stop cleanly."""
+        done = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: done.set())
+        self.start()
+        log.info("serving; stop with Ctrl-C or SIGTERM")
+        done.wait()
+        log.info("stopping: finishing the current job")
+        self.stop()

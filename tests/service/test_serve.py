@@ -1,0 +1,86 @@
+"""`triage serve` end to end: a modality sends, the PACS stand-in receives one SEG."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pydicom
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import SegmentationStorage
+
+from service.listener import ListenerSettings
+from service.serve import Service, ServiceSettings
+from service.worklist import format_worklist, worklist
+from training.phantoms import write_studies
+
+
+class PacsStandIn:
+    """A pynetdicom storage SCP that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.received: list[pydicom.Dataset] = []
+        self.lock = threading.Lock()
+        ae = AE(ae_title="PACS")
+        ae.add_supported_context(SegmentationStorage)
+        self.server = ae.start_server(
+            ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, self.store)]
+        )
+        self.port = self.server.server_address[1]
+
+    def store(self, event) -> int:
+        with self.lock:
+            self.received.append(event.dataset)
+        return 0
+
+
+def wait_for(condition, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+def test_studies_flow_from_modality_to_pacs(tmp_path):
+    pacs = PacsStandIn()
+    settings = ServiceSettings(
+        data_dir=tmp_path / "data",
+        listener=ListenerSettings(port=0),
+        destinations=(f"PACS@127.0.0.1:{pacs.port}",),
+        stable_age=1.0,
+        device="cpu",
+    )
+    service = Service(settings).start()
+    try:
+        images = write_studies(
+            tmp_path / "in", studies=2, seed=4242, prevalence=1.0, sizes=(512, 900)
+        )
+        for image in images:
+            ds = pydicom.dcmread(image.path)
+            ae = AE(ae_title="MODALITY")
+            ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+            assoc = ae.associate("127.0.0.1", service.listener.port, ae_title="TRIAGE")
+            assert assoc.send_c_store(ds).Status == 0
+            assoc.release()
+
+        def finished() -> bool:
+            with service.sessions() as session:
+                rows = worklist(session)
+            done = all(r["state"] in ("positive", "negative", "not_analysed") for r in rows)
+            sent = all(e["state"] == "sent" for r in rows for e in r["exports"])
+            return len(rows) == 2 and done and sent
+
+        wait_for(finished)
+        with service.sessions() as session:
+            rows = worklist(session)
+    finally:
+        service.stop()
+        pacs.server.shutdown()
+    positives = [r for r in rows if r["state"] == "positive"]
+    assert positives, format_worklist(rows)
+    assert [r["priority"] for r in rows] == sorted((r["priority"] for r in rows), reverse=True)
+    expected = {uid for r in rows for uid in r["seg_sop_instance_uids"]}
+    assert {ds.SOPInstanceUID for ds in pacs.received} == expected
+    assert len(pacs.received) == len(expected)  # each SEG once
