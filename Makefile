@@ -20,12 +20,9 @@ peers:
 	@bash deploy/install-peers.sh
 
 demo: $(STAMP)
-	@rm -rf $(DEMO)
-	$(BIN)/triage synth --out $(DEMO)/studies --studies 8 --seed 4242 --prevalence 0.5 --max-size 2048
-	$(BIN)/triage predict $(DEMO)/studies $(wildcard $(SHARED_REAL)/*.dcm) \
-		$$($(BIN)/python -c 'from pydicom.data import get_testdata_file as f; print(f("RG1_UNCR.dcm"), f("RG3_J2KR.dcm"))') \
-		--out $(DEMO)/results --overlays
-	@$(BIN)/python -m service.demo_check $(DEMO)/results
+	$(BIN)/triage demo --out $(DEMO) --shared-real $(SHARED_REAL)
+	@$(BIN)/triage predict $(DEMO)/modality --out $(DEMO)/pictures --overlays --no-progress > /dev/null || true
+	@$(BIN)/python -m service.demo_check $(DEMO)/pacs $(DEMO)/pictures
 
 test: $(STAMP) peers
 	$(BIN)/python -m pytest

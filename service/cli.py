@@ -189,6 +189,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worklist.set_defaults(func=cmd_worklist)
 
+    demo = sub.add_parser(
+        "demo",
+        help="run the whole service against a modality and a PACS stand-in",
+        description="Start the service on free local ports, send phantom studies (and the "
+        "real sample images in ../shared/data/real when present), receive the SEGs at a "
+        "local PACS stand-in, print the worklist and the latency per study.",
+    )
+    demo.add_argument("--out", default="demo-output", help="working folder (emptied first)")
+    demo.add_argument(
+        "--shared-real",
+        default="../shared/data/real",
+        help="folder of real sample DICOM files to send too, if present",
+    )
+    demo.add_argument("--keep", action="store_true", help="keep serving after the demo")
+    demo.set_defaults(func=cmd_demo)
+
     info = sub.add_parser("info", help="describe a model package")
     _option(info, "model", help="model package folder; the bundled one if unset")
     info.set_defaults(func=cmd_info)
@@ -294,6 +310,13 @@ def cmd_worklist(args: argparse.Namespace) -> int:
     engine.dispose()
     print(json.dumps(rows, indent=2) if args.json else format_worklist(rows))
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``triage demo``."""
+    from service.demo import run_demo
+
+    return run_demo(Path(args.out), shared_real=Path(args.shared_real), keep=args.keep)
 
 
 def cmd_info(args: argparse.Namespace) -> int:

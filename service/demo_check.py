@@ -1,21 +1,18 @@
-"""Closing lines of ``make demo``: where the results are and whether the SEGs validate."""
+"""Closing lines of ``make demo``: validate the SEGs the PACS received, point at pictures."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from service.validate import dciodvfy, dciodvfy_available
 
 
-def main(results_dir: str) -> int:
-    """Validate every SEG listed in ``results_dir/results.json`` and print a summary."""
-    folder = Path(results_dir)
-    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-    segs = [Path(r["seg_path"]) for r in results if r.get("seg_path")]
-    overlays = [r["overlay_path"] for r in results if r.get("overlay_path")]
-    print(f"\n{len(segs)} DICOM Segmentations and {len(overlays)} overlay pictures in {folder}/")
+def main(pacs_dir: str, pictures_dir: str) -> int:
+    """Validate every SEG in ``pacs_dir`` with dciodvfy and print a summary."""
+    segs = sorted(Path(pacs_dir).glob("*.dcm"))
+    pictures = sorted(Path(pictures_dir).glob("*.overlay.png"))
+    print(f"\n{len(pictures)} overlay pictures (outline in orange) in {pictures_dir}/")
     if not dciodvfy_available():
         print("dciodvfy not installed (apt-get install dicom3tools): SEGs not validated")
         return 0
@@ -24,9 +21,9 @@ def main(results_dir: str) -> int:
         verdict = dciodvfy(seg)
         invalid += not verdict.valid
         state = "valid" if verdict.valid else f"INVALID: {verdict.errors[0]}"
-        print(f"  dciodvfy {seg.name}: {state}")
+        print(f"dciodvfy {seg.name}: {state}")
     return 1 if invalid else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], sys.argv[2]))

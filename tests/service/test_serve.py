@@ -2,36 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pydicom
-from pynetdicom import AE, evt
-from pynetdicom.sop_class import SegmentationStorage
+from pynetdicom import AE
 
+from service.demo import PacsStandIn
 from service.listener import ListenerSettings
 from service.serve import Service, ServiceSettings
 from service.worklist import format_worklist, worklist
 from training.phantoms import write_studies
-
-
-class PacsStandIn:
-    """A pynetdicom storage SCP that keeps what it receives."""
-
-    def __init__(self) -> None:
-        self.received: list[pydicom.Dataset] = []
-        self.lock = threading.Lock()
-        ae = AE(ae_title="PACS")
-        ae.add_supported_context(SegmentationStorage)
-        self.server = ae.start_server(
-            ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, self.store)]
-        )
-        self.port = self.server.server_address[1]
-
-    def store(self, event) -> int:
-        with self.lock:
-            self.received.append(event.dataset)
-        return 0
 
 
 def wait_for(condition, timeout: float = 120.0) -> None:
@@ -77,10 +57,20 @@ def test_studies_flow_from_modality_to_pacs(tmp_path):
             rows = worklist(session)
     finally:
         service.stop()
-        pacs.server.shutdown()
+        pacs.stop()
     positives = [r for r in rows if r["state"] == "positive"]
     assert positives, format_worklist(rows)
     assert [r["priority"] for r in rows] == sorted((r["priority"] for r in rows), reverse=True)
     expected = {uid for r in rows for uid in r["seg_sop_instance_uids"]}
-    assert {ds.SOPInstanceUID for ds in pacs.received} == expected
-    assert len(pacs.received) == len(expected)  # each SEG once
+    assert set(pacs.arrivals) == expected  # every SEG arrived
+    assert pacs.deliveries == len(expected)  # and each once
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    from service.demo import run_demo
+
+    assert run_demo(tmp_path / "demo", shared_real=None, keep=False) == 0
+    out = capsys.readouterr().out
+    assert "positive" in out and "SEG(s) received by the PACS stand-in" in out
+    assert "SEG not delivered" not in out
+    assert list((tmp_path / "demo" / "pacs").glob("*.dcm"))
