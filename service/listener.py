@@ -34,7 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db.models import Instance, Study, StudyState, utcnow
+from service.db.models import Association, Instance, Study, StudyState, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,36 @@ class ListenerSettings:
             raise ValueError(f"ae_title must have 1 to 16 characters, got {self.ae_title!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0-65535, got {self.port}")
+
+
+class AssociationLog:
+    """Records when associations open and close, so studies can settle on release."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def opened(self, event: evt.Event) -> None:
+        try:
+            with self.sessions() as session:
+                session.add(
+                    Association(
+                        id=_association_id(event.assoc),
+                        calling_ae=str(event.assoc.requestor.ae_title).strip()[:16],
+                    )
+                )
+                session.commit()
+        except SQLAlchemyError:  # the study then settles by stable age alone
+            log.exception("could not record an association")
+
+    def closed(self, event: evt.Event) -> None:
+        try:
+            with self.sessions() as session:
+                row = session.get(Association, _association_id(event.assoc))
+                if row is not None and row.closed_at is None:
+                    row.closed_at = utcnow()
+                    session.commit()
+        except SQLAlchemyError:
+            log.exception("could not record the end of an association")
 
 
 class StoreHandler:
@@ -227,6 +257,7 @@ class Listener:
     def __init__(self, settings: ListenerSettings, data_dir: Path, sessions: sessionmaker[Session]):
         self.settings = settings
         self.handler = StoreHandler(data_dir, sessions)
+        self.associations = AssociationLog(sessions)
         self.ae = build_ae(settings)
         self._server: ThreadedAssociationServer | None = None
 
@@ -242,6 +273,10 @@ class Listener:
         handlers: Sequence = [
             (evt.EVT_C_STORE, self.handler),
             (evt.EVT_C_ECHO, lambda event: Status.SUCCESS),
+            (evt.EVT_ESTABLISHED, self.associations.opened),
+            (evt.EVT_RELEASED, self.associations.closed),
+            (evt.EVT_ABORTED, self.associations.closed),
+            (evt.EVT_CONN_CLOSE, self.associations.closed),
         ]
         self._server = self.ae.start_server(
             (self.settings.host, self.settings.port), block=False, evt_handlers=list(handlers)

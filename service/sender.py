@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import logging
 import re
+import threading
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -80,10 +81,14 @@ class Sender:
         self.policy = policy or RetryPolicy(base_seconds=5, factor=3, cap_seconds=900)
         self.max_attempts = max_attempts
         self.timeout = timeout
+        self._lock = threading.Lock()  # one round at a time in this process
 
     def send_due(self, now: datetime.datetime | None = None) -> SendReport:
         """Send every export that is pending or due for a retry."""
-        now = now or utcnow()
+        with self._lock:
+            return self._send_due(now or utcnow())
+
+    def _send_due(self, now: datetime.datetime) -> SendReport:
         with self.sessions() as session:
             due = session.execute(
                 select(Export.id, Export.destination, Result.seg_path)

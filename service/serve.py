@@ -140,7 +140,9 @@ class Service:
 
     def _work(self, worker: Worker) -> None:
         while not self._stop.is_set():
-            if not worker.run_once():
+            if worker.run_once():
+                self.sender.send_due()  # deliver now; the periodic round handles retries
+            else:
                 self._stop.wait(0.2)
 
     def stop(self) -> None:

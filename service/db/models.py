@@ -175,6 +175,17 @@ class Export(Base):
     result: Mapped[Result] = relationship(back_populates="exports")
 
 
+class Association(Base):
+    """One DICOM association that delivered images, and when it ended."""
+
+    __tablename__ = "associations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    calling_ae: Mapped[str | None] = mapped_column(String(16))
+    opened_at: Mapped[datetime.datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime.datetime | None]
+
+
 class AuditEvent(Base):
     """Something that happened, for the record (never patient names or IDs)."""
 
