@@ -174,7 +174,57 @@ def build_parser() -> argparse.ArgumentParser:
     _add_service_options(serve)
     _add_model_options(serve)
     _option(serve, "workers", default=1, type=int, help="worker threads running the cascade")
-    serve.set_defaults(func=cmd_serve)
+    serve.set_defaults(func=cmd_serve, lease_seconds=300.0, listen=True)
+
+    listen = sub.add_parser(
+        "listen",
+        help="run only the listener and the periodic tasks (no inference)",
+        description="The receiving half of `triage serve`, for deployments that run workers "
+        "elsewhere (`triage work`) on a shared database.",
+    )
+    _add_service_options(listen)
+    listen.set_defaults(
+        func=cmd_serve,
+        workers=0,
+        model=None,
+        device="cpu",
+        batch_size=1,
+        lease_seconds=300.0,
+        listen=True,
+    )
+
+    work = sub.add_parser(
+        "work",
+        help="run only workers: claim queued studies and analyse them",
+        description="The inference half of `triage serve`. Several `triage work` processes may "
+        "share one database; SIGTERM lets the current job finish.",
+    )
+    _option(work, "data-dir", default="triage-data", help="the service's data folder")
+    work.add_argument(
+        "--destination",
+        action="append",
+        default=_env_list("destination"),
+        metavar="AET@HOST:PORT",
+        help="where SEGs are sent (repeatable)",
+    )
+    _add_model_options(work)
+    _option(work, "workers", default=1, type=int, help="worker threads")
+    _option(
+        work,
+        "lease-seconds",
+        default=300.0,
+        type=float,
+        help="how long a claimed job is held before another worker may take it",
+    )
+    work.set_defaults(
+        func=cmd_serve,
+        listen=False,
+        host="127.0.0.1",
+        port=0,
+        ae_title="TRIAGE",
+        stable_age=5.0,
+        allow_ae=[],
+    )
 
     worklist = sub.add_parser(
         "worklist",
@@ -287,6 +337,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         workers=args.workers,
+        lease_seconds=args.lease_seconds,
+        listen=args.listen,
     )
     Service(settings).serve_forever()
     return 0

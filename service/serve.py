@@ -50,6 +50,7 @@ class ServiceSettings:
     workers: int = 1
     lease_seconds: float = 300.0
     database_url: str | None = None
+    listen: bool = True  # run the listener and the periodic tasks (``triage listen``)
 
     def __post_init__(self) -> None:
         for destination in self.destinations:
@@ -104,7 +105,18 @@ class Service:
         return f"{package.name}:{package.version}"
 
     def start(self) -> Service:
-        """Start listener, periodic tasks and worker threads."""
+        """Start listener and periodic tasks (unless ``listen`` is off) and worker threads."""
+        if self.settings.listen:
+            self._start_listening()
+        for worker in self.workers:
+            thread = threading.Thread(
+                target=self._work, args=(worker,), daemon=True, name=f"worker-{worker.owner}"
+            )
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def _start_listening(self) -> None:
         version = self.model_version
         self.listener.start()
         tasks = (
@@ -117,13 +129,6 @@ class Service:
                 task, "interval", seconds=seconds, max_instances=1, coalesce=True
             )
         self.scheduler.start()
-        for worker in self.workers:
-            thread = threading.Thread(
-                target=self._work, args=(worker,), daemon=True, name=f"worker-{worker.owner}"
-            )
-            thread.start()
-            self._threads.append(thread)
-        return self
 
     def _settle(self, model_version: str) -> None:
         with self.sessions() as session:
@@ -152,7 +157,8 @@ class Service:
             thread.join(timeout=self.settings.lease_seconds)
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
-        self.listener.stop()
+        if self.settings.listen:
+            self.listener.stop()
         self.engine.dispose()
 
     def serve_forever(self) -> None:
