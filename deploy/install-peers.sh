@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Install the Debian programs the tests use as real peers (dcmtk, dicom3tools).
+# Install the Debian programs the tests use as real peers (dcmtk, dicom3tools, orthanc).
 # As root: installs what is missing. Otherwise: says which tests will be skipped.
 set -euo pipefail
-declare -A package_of=([storescu]=dcmtk [dcmcjpeg]=dcmtk [dciodvfy]=dicom3tools)
+declare -A package_of=([storescu]=dcmtk [dcmcjpeg]=dcmtk [dciodvfy]=dicom3tools [Orthanc]=orthanc)
 missing=()
 for tool in "${!package_of[@]}"; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("${package_of[$tool]}")
+  PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("${package_of[$tool]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')

@@ -19,6 +19,7 @@ TOOL_PACKAGES = {
     "dcmsend": "dcmtk",
     "echoscu": "dcmtk",
     "dciodvfy": "dicom3tools",
+    "Orthanc": "orthanc",
 }
 
 #: Real sample images and labels, next to the project (see ../shared/data/README.md).
@@ -31,7 +32,7 @@ def require_tool(name: str) -> str:
     With ``TRIAGE_REQUIRE_PEERS=1`` (set in CI) a missing peer fails the test, so a broken
     CI image cannot pass by skipping.
     """
-    path = shutil.which(name)
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/sbin")
     if path is not None:
         return path
     package = TOOL_PACKAGES.get(name, "unknown")
