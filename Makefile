@@ -33,7 +33,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/inference.py
+	$(BIN)/python -m benchmarks.inference
+	$(BIN)/python -m benchmarks.service
 
 # Rebuild the bundled model package from phantoms (about 15 minutes on 2 CPU cores).
 default-model: $(STAMP)

@@ -6,7 +6,7 @@ stage (decode, preprocess, classify, segment, resize, SEG encode), images per se
 and without decoding (decoding is the same work for both and, in the worker, overlaps
 inference), and the ratio cascade / U-Net-on-all.
 
-    python benchmarks/inference.py [--images 200] [--prevalence 0.2] [--device auto]
+    python -m benchmarks.inference [--images 200] [--prevalence 0.2] [--device auto]
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ class Service:
         version = self.model_version
         self.listener.start()
         tasks = (
-            (lambda: self._settle(version), 0.5),
+            (lambda: self._settle(version), 0.25),
             (self._expire, 10.0),
             (self.sender.send_due, 1.0),
         )
