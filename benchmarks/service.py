@@ -127,7 +127,7 @@ def ingest(tmp: Path, images: int) -> None:
 
 def _plain_pynetdicom_seconds(folder: Path) -> float:
     """dcmsend into a pynetdicom storage SCP that acknowledges and stores nothing."""
-    from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, evt
+    from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
     from pynetdicom.sop_class import (  # type: ignore[attr-defined]
         DigitalXRayImageStorageForPresentation,
         Verification,

@@ -8,10 +8,12 @@ Training and phantom generation live in :mod:`training` and are imported lazily.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import os
 import sys
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,7 +54,16 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     _option(parser, "batch-size", default=16, type=int, help="images per forward pass")
 
 
+def _add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="TOML",
+        help="settings file; TRIAGE_* variables and flags override it [env: TRIAGE_CONFIG]",
+    )
+
+
 def _add_service_options(parser: argparse.ArgumentParser) -> None:
+    _add_config_option(parser)
     _option(
         parser,
         "data-dir",
@@ -199,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="The inference half of `triage serve`. Several `triage work` processes may "
         "share one database; SIGTERM lets the current job finish.",
     )
+    _add_config_option(work)
     _option(work, "data-dir", default="triage-data", help="the service's data folder")
     work.add_argument(
         "--destination",
@@ -232,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Studies by priority (largest, most certain pneumothorax first), ties by "
         "arrival.",
     )
+    _add_config_option(worklist)
     _option(worklist, "data-dir", default="triage-data", help="the service's data folder")
     worklist.add_argument("--json", action="store_true", help="print JSON, not a table")
     worklist.add_argument(
@@ -378,9 +391,54 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+CONFIGURABLE = ("serve", "listen", "work", "worklist")
+
+
+def apply_config(parser: argparse.ArgumentParser, path: str) -> None:
+    """Use a TOML settings file as defaults: a flag or a TRIAGE_* variable still wins.
+
+    Keys are option names (``data-dir`` or ``data_dir``), at the top level.
+
+    Raises
+    ------
+    ValueError
+        If the file is not TOML or names an option no command has.
+    """
+    try:
+        values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"cannot read settings file {path}: {exc}") from exc
+    values = {key.replace("-", "_"): value for key, value in values.items()}
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    known: set[str] = set()
+    for name in CONFIGURABLE:
+        sub = subparsers.choices[name]
+        dests = {action.dest for action in sub._actions}
+        known |= dests
+        chosen = {key: value for key, value in values.items() if key in dests and _env(key) is None}
+        sub.set_defaults(**chosen)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        hints = [difflib.get_close_matches(k, known, n=1) for k in unknown]
+        said = ", ".join(
+            f"{k} (did you mean {h[0]}?)" if h else k for k, h in zip(unknown, hints, strict=False)
+        )
+        raise ValueError(f"settings file {path} names unknown options: {said}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``triage`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    config = pre.parse_known_args(argv)[0].config or _env("config")
+    if config:
+        try:
+            apply_config(parser, config)
+        except ValueError as exc:
+            print(f"triage: {exc}", file=sys.stderr)
+            return 2
+    args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

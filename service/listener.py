@@ -30,7 +30,7 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -173,20 +173,33 @@ class StoreHandler:
         size: int,
     ) -> None:
         now = utcnow()
+        # Core statements in one short transaction: the ORM unit of work costs more than
+        # the fsync on this path.
         with self.sessions() as session:
-            study = session.scalar(select(Study).where(Study.study_instance_uid == study_uid))
-            if study is None:
-                study = Study(study_instance_uid=study_uid, received_at=now)
-                accession = str(dataset.get("AccessionNumber", "") or "")[:16]
-                study.accession_number = accession or None
-                session.add(study)
-            study.last_instance_at = now
-            if study.state not in (StudyState.RECEIVING, StudyState.QUEUED):
-                study.state = StudyState.RECEIVING  # new images after a result: analyse again
-            session.flush()
-            session.add(
-                Instance(
-                    study_id=study.id,
+            row = session.execute(
+                select(Study.id, Study.state).where(Study.study_instance_uid == study_uid)
+            ).first()
+            if row is None:
+                accession = str(dataset.get("AccessionNumber", "") or "")[:16] or None
+                study_id = session.execute(
+                    insert(Study)
+                    .values(
+                        study_instance_uid=study_uid,
+                        accession_number=accession,
+                        received_at=now,
+                        last_instance_at=now,
+                    )
+                    .returning(Study.id)
+                ).scalar_one()
+            else:
+                study_id = row.id
+                values: dict[str, object] = {"last_instance_at": now}
+                if row.state not in (StudyState.RECEIVING, StudyState.QUEUED):
+                    values["state"] = StudyState.RECEIVING  # new images after a result
+                session.execute(update(Study).where(Study.id == study_id).values(**values))
+            session.execute(
+                insert(Instance).values(
+                    study_id=study_id,
                     sop_instance_uid=sop_uid,
                     series_instance_uid=str(dataset.get("SeriesInstanceUID", "")) or None,
                     sop_class_uid=str(cast(C_STORE, event.request).AffectedSOPClassUID),

@@ -28,6 +28,9 @@ from triage.cascade import Cascade
 from triage.models.package import default_package_path, load_package
 
 log = logging.getLogger(__name__)
+# A periodic task still running when its next turn comes is skipped by design
+# (max_instances=1); APScheduler would log each skip as a warning.
+logging.getLogger("apscheduler.executors.default").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True, kw_only=True)

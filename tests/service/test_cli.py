@@ -109,3 +109,40 @@ def test_worklist_prints_studies_by_priority(tmp_path, capsys):
     assert main(["worklist", "--data-dir", str(tmp_path), "--state", "positive"]) == 0
     table = capsys.readouterr().out
     assert "88.0" in table and "1.2.1" not in table
+
+
+def test_settings_file_is_read_and_flags_and_environment_win(tmp_path, monkeypatch):
+    from service.cli import apply_config, build_parser
+
+    config = tmp_path / "triage.toml"
+    config.write_text(
+        'data-dir = "/srv/a"\nport = 2000\nstable_age = 9.5\ndestination = ["PACS@h:104"]\n'
+    )
+    monkeypatch.setenv("TRIAGE_PORT", "3000")
+    parser = build_parser()
+    apply_config(parser, str(config))
+    args = parser.parse_args(["serve", "--config", str(config), "--stable-age", "1"])
+    assert args.data_dir == "/srv/a"
+    assert args.port == 3000  # environment over file
+    assert args.stable_age == 1.0  # flag over file
+    assert args.destination == ["PACS@h:104"]
+
+
+def test_settings_file_with_a_typo_is_refused(tmp_path, capsys):
+    config = tmp_path / "triage.toml"
+    config.write_text('data_dri = "/srv/a"\n')
+    assert main(["worklist", "--config", str(config)]) == 2
+    assert "did you mean data_dir" in capsys.readouterr().err
+
+
+def test_example_settings_file_names_only_real_options():
+    from pathlib import Path
+
+    from service.cli import apply_config, build_parser
+
+    example = Path(__file__).resolve().parents[2] / "deploy" / "triage.example.toml"
+    parser = build_parser()
+    apply_config(parser, str(example))
+    args = parser.parse_args(["serve"])
+    assert args.destination == ["PACS@pacs.hospital.example:104"]
+    assert args.allow_ae == ["PACS", "CR_ROOM1"]
