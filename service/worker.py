@@ -188,7 +188,10 @@ class Worker:
             if outcome.seg_path:
                 session.flush()
                 session.add_all(Export(result_id=row.id, destination=d) for d in self.destinations)
+        arrived_meanwhile = study.state == StudyState.RECEIVING  # a new image mid-job
         _update_study(study, outcomes, analysed)
+        if arrived_meanwhile:
+            study.state = StudyState.RECEIVING  # settles again and is analysed with it
 
     def _fail(self, job: queue.ClaimedJob, error: str) -> None:
         with self.sessions() as session:
