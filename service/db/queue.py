@@ -81,8 +81,10 @@ def enqueue(session: Session, *, study_id: int, model_version: str, max_attempts
             created_at=utcnow(),
         )
         .on_conflict_do_nothing(index_elements=["study_id", "model_version"])
+        .returning(Job.id)
     )
-    return _rowcount(session, statement) == 1
+    # RETURNING, not rowcount: an ORM insert on PostgreSQL reports rowcount -1.
+    return session.execute(statement).first() is not None
 
 
 def claim(

@@ -19,9 +19,13 @@ from service.db.models import Base, Job, JobState, Study, utcnow
 POLICY = queue.RetryPolicy(base_seconds=0.0)
 
 
-@pytest.fixture
-def engine(tmp_path):
-    engine = make_engine(sqlite_url(tmp_path / "triage.db"))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(tmp_path, request):
+    if request.param == "sqlite":
+        url = sqlite_url(tmp_path / "triage.db")
+    else:
+        url = request.getfixturevalue("postgres_url")
+    engine = make_engine(url)
     upgrade(engine)
     yield engine
     engine.dispose()
@@ -50,9 +54,10 @@ def test_migrations_build_the_models_schema_and_are_idempotent(engine):
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     with engine.connect() as connection:
         assert MigrationContext.configure(connection).get_current_revision() == head
-    with engine.connect() as connection:
-        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
 def test_migration_matches_the_models(engine):
