@@ -80,6 +80,13 @@ def _add_service_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="seconds without a new image before a study is analysed",
     )
+    _option(
+        parser,
+        "retention-days",
+        default=7.0,
+        type=float,
+        help="days the files of a finished, delivered study are kept",
+    )
     parser.add_argument(
         "--destination",
         action="append",
@@ -236,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         ae_title="TRIAGE",
         stable_age=5.0,
         allow_ae=[],
+        retention_days=7.0,
     )
 
     worklist = sub.add_parser(
@@ -352,6 +360,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         lease_seconds=args.lease_seconds,
         listen=args.listen,
+        retention_days=args.retention_days,
     )
     Service(settings).serve_forever()
     return 0

@@ -8,14 +8,29 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
+import shutil
+from pathlib import Path
 
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session
 
 from service.db import queue
-from service.db.models import Association, Instance, Study, StudyState, utcnow
+from service.db.models import (
+    Association,
+    Export,
+    ExportState,
+    Instance,
+    Job,
+    Result,
+    Study,
+    StudyState,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
+
+FINISHED = (StudyState.POSITIVE, StudyState.NEGATIVE, StudyState.NOT_ANALYSED, StudyState.DEAD)
 
 
 def settle_studies(
@@ -65,3 +80,47 @@ def settle_studies(
         study.reason = None
         log.info("study %s settled: queued for %s", study.study_instance_uid, model_version)
     return [s.study_instance_uid for s in settled]
+
+
+def purge_finished(
+    session: Session, *, data_dir: Path, retention: float, now: datetime.datetime | None = None
+) -> int:
+    """Delete inbox and outbox files of studies finished more than ``retention`` seconds ago.
+
+    A study qualifies once it is positive, negative, not analysed or dead and none of its
+    exports is still pending or being retried. Rows stay (the worklist keeps its history);
+    returns the number of studies whose files were removed.
+    """
+    now = now or utcnow()
+    cutoff = now - datetime.timedelta(seconds=retention)
+    waiting = (
+        select(Export.id)
+        .join(Result, Export.result_id == Result.id)
+        .join(Job, Result.job_id == Job.id)
+        .where(
+            Job.study_id == Study.id, Export.state.in_((ExportState.PENDING, ExportState.FAILED))
+        )
+    )
+    done = session.scalars(
+        select(Study.study_instance_uid).where(
+            Study.state.in_(FINISHED), Study.finished_at <= cutoff, ~exists(waiting)
+        )
+    ).all()
+    purged = 0
+    for uid in done:
+        folders = [f for f in (data_dir / "inbox" / uid, data_dir / "outbox" / uid) if f.is_dir()]
+        for folder in folders:
+            shutil.rmtree(folder)
+        purged += bool(folders)
+    if purged:
+        log.info("retention: removed the files of %d finished studies", purged)
+    return purged
+
+
+def write_heartbeat(data_dir: Path, now: datetime.datetime | None = None) -> Path:
+    """Write ``<data_dir>/heartbeat`` with the current time, for liveness probes."""
+    path = data_dir / "heartbeat"
+    tmp = path.with_name(".heartbeat.tmp")
+    tmp.write_text((now or utcnow()).isoformat(timespec="seconds") + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -21,7 +21,7 @@ from service.db import queue
 from service.db.engine import make_engine, make_sessionmaker, sqlite_url
 from service.db.migrate import upgrade
 from service.listener import Listener, ListenerSettings
-from service.scheduler import settle_studies
+from service.scheduler import purge_finished, settle_studies, write_heartbeat
 from service.sender import Destination, Sender
 from service.worker import Worker
 from triage.cascade import Cascade
@@ -54,6 +54,7 @@ class ServiceSettings:
     lease_seconds: float = 300.0
     database_url: str | None = None
     listen: bool = True  # run the listener and the periodic tasks (``triage listen``)
+    retention_days: float = 7.0
 
     def __post_init__(self) -> None:
         for destination in self.destinations:
@@ -110,6 +111,7 @@ class Service:
     def start(self) -> Service:
         """Start listener and periodic tasks (unless ``listen`` is off) and worker threads."""
         if self.settings.listen:
+            write_heartbeat(self.settings.data_dir)
             self._start_listening()
         for worker in self.workers:
             thread = threading.Thread(
@@ -126,6 +128,8 @@ class Service:
             (lambda: self._settle(version), 0.25),
             (self._expire, 10.0),
             (self.sender.send_due, 1.0),
+            (self._purge, 3600.0),
+            (lambda: write_heartbeat(self.settings.data_dir), 10.0),
         )
         for task, seconds in tasks:
             self.scheduler.add_job(
@@ -139,6 +143,14 @@ class Service:
                 session, model_version=model_version, stable_age=self.settings.stable_age
             )
             session.commit()
+
+    def _purge(self) -> None:
+        with self.sessions() as session:
+            purge_finished(
+                session,
+                data_dir=self.settings.data_dir,
+                retention=self.settings.retention_days * 86400,
+            )
 
     def _expire(self) -> None:
         with self.sessions() as session:

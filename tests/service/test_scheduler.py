@@ -93,3 +93,38 @@ def test_quiet_period_settles_even_with_an_open_association(listener, sessions):
         assert settle(sessions, datetime.timedelta(seconds=7), stable_age=5) == []  # once
     finally:
         assoc.release()
+
+
+def test_retention_removes_files_of_finished_and_delivered_studies_only(tmp_path, sessions):
+    from service.db.models import Export, Result
+    from service.scheduler import purge_finished, write_heartbeat
+
+    data = tmp_path / "data"
+    old = utcnow() - datetime.timedelta(days=10)
+    with sessions() as session:
+        for uid, state, export_state in (
+            ("1.1", StudyState.NEGATIVE, None),
+            ("1.2", StudyState.POSITIVE, "failed"),  # a SEG still to deliver: keep
+            ("1.3", StudyState.QUEUED, None),  # not finished: keep
+            ("1.4", StudyState.POSITIVE, "sent"),
+        ):
+            study = Study(study_instance_uid=uid, state=state, finished_at=old)
+            session.add(study)
+            session.flush()
+            for box in ("inbox", "outbox"):
+                (data / box / uid).mkdir(parents=True)
+                (data / box / uid / "x.dcm").write_bytes(b"x")
+            if export_state:
+                job = Job(study_id=study.id, model_version="m")
+                session.add(job)
+                session.flush()
+                result = Result(job_id=job.id, sop_instance_uid=uid + ".1", status="analysed")
+                session.add(result)
+                session.flush()
+                session.add(Export(result_id=result.id, destination="P@h:1", state=export_state))
+        session.commit()
+        assert purge_finished(session, data_dir=data, retention=86400 * 30) == 0  # too young
+        assert purge_finished(session, data_dir=data, retention=86400) == 2
+    remaining = sorted(p.name for p in (data / "inbox").iterdir())
+    assert remaining == ["1.2", "1.3"]
+    assert write_heartbeat(data).read_text().startswith(str(utcnow().year))
