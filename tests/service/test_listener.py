@@ -182,3 +182,20 @@ def test_dcmtk_peers_echo_and_send_compressed(listener, tmp_path, sessions, requ
         instance = stored[original.SOPInstanceUID]
         assert instance.transfer_syntax_uid == original.file_meta.TransferSyntaxUID  # as received
         assert pydicom.dcmread(instance.path).PixelData == original.PixelData
+
+
+def test_storage_failure_answers_a700_and_leaves_no_file(listener, data_dir, sessions, monkeypatch):
+    import service.listener as module
+
+    real_replace = module.os.replace
+
+    def disk_full(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(module.os, "replace", disk_full)
+    ds = make_dataset(rows=64, columns=64)
+    assert send(listener.port, [ds]) == [Status.OUT_OF_RESOURCES]
+    assert not [p for p in (data_dir / "inbox").rglob("*") if p.is_file()]
+    assert count(sessions, Instance) == 0
+    monkeypatch.setattr(module.os, "replace", real_replace)
+    assert send(listener.port, [ds]) == [Status.SUCCESS]

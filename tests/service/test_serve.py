@@ -74,3 +74,54 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert "positive" in out and "SEG(s) received by the PACS stand-in" in out
     assert "SEG not delivered" not in out
     assert list((tmp_path / "demo" / "pacs").glob("*.dcm"))
+
+
+def test_serve_process_stops_cleanly_on_sigterm(tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from pynetdicom.sop_class import Verification
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "serve",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+        ],
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def answers() -> bool:
+            ae = AE(ae_title="PROBE")
+            ae.add_requested_context(Verification)
+            assoc = ae.associate("127.0.0.1", port, ae_title="TRIAGE")
+            if not assoc.is_established:
+                return False
+            ok = assoc.send_c_echo().Status == 0
+            assoc.release()
+            return ok
+
+        wait_for(answers, timeout=60)
+        assert (tmp_path / "d" / "heartbeat").is_file()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
