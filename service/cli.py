@@ -99,7 +99,7 @@ def _add_service_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=_env_list("allow-ae"),
         metavar="AET",
-        help="calling AE titles accepted (repeatable; none: "
+        help="calling AE titles accepted, AET or AET@HOST (repeatable; none: "
         "any) [env: TRIAGE_ALLOW_AE, comma-separated]",
     )
 

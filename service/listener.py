@@ -71,13 +71,24 @@ class ListenerSettings:
     ae_title: str = "TRIAGE"
     host: str = "127.0.0.1"
     port: int = 11112
-    allowed_calling_aets: tuple[str, ...] = ()  # empty: any
+    allowed_calling_aets: tuple[str, ...] = ()  # "AET" or "AET@HOST"; empty: any
     maximum_associations: int = 10
     maximum_pdu_size: int = 0  # 0: unlimited
     acse_timeout: float = 30.0
     dimse_timeout: float = 30.0
     network_timeout: float = 60.0
     extra_storage_classes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def allowed_hosts(self) -> dict[str, set[str]]:
+        """Calling AE title -> the hosts it may call from (empty set: any host)."""
+        hosts: dict[str, set[str]] = {}
+        for entry in self.allowed_calling_aets:
+            aet, _, host = entry.partition("@")
+            hosts.setdefault(aet.strip(), set())
+            if host:
+                hosts[aet.strip()].add(host.strip())
+        return hosts
 
     def __post_init__(self) -> None:
         if not 0 < len(self.ae_title.strip()) <= 16:
@@ -257,7 +268,7 @@ def build_ae(settings: ListenerSettings) -> AE:
     ae.dimse_timeout = settings.dimse_timeout
     ae.network_timeout = settings.network_timeout
     if settings.allowed_calling_aets:
-        ae.require_calling_aet = list(settings.allowed_calling_aets)
+        ae.require_calling_aet = list(settings.allowed_hosts)
     ae.add_supported_context(Verification)
     for sop_class in (*STORAGE_CLASSES, *settings.extra_storage_classes):
         ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
@@ -286,6 +297,7 @@ class Listener:
         handlers: Sequence = [
             (evt.EVT_C_STORE, self.handler),
             (evt.EVT_C_ECHO, lambda event: Status.SUCCESS),
+            (evt.EVT_ESTABLISHED, self._check_host),
             (evt.EVT_ESTABLISHED, self.associations.opened),
             (evt.EVT_RELEASED, self.associations.closed),
             (evt.EVT_ABORTED, self.associations.closed),
@@ -296,6 +308,19 @@ class Listener:
         )
         log.info("listening as %s on %s:%d", self.settings.ae_title, self.settings.host, self.port)
         return self
+
+    def _check_host(self, event: evt.Event) -> None:
+        """Abort an association whose calling AE title is tied to other hosts.
+
+        pynetdicom rejects by AE title only; an address check can run once the association
+        is established, before any C-STORE, so the association is aborted there.
+        """
+        calling = str(event.assoc.requestor.ae_title).strip()
+        hosts = self.settings.allowed_hosts.get(calling)
+        address = str(event.assoc.requestor.address)
+        if hosts and address not in hosts:
+            log.warning("aborted association from %s at %s: not an allowed host", calling, address)
+            event.assoc.abort()
 
     def stop(self) -> None:
         """Stop accepting and close the server."""

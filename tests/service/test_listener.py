@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
+import time
 
 import pydicom
 import pytest
@@ -199,3 +201,28 @@ def test_storage_failure_answers_a700_and_leaves_no_file(listener, data_dir, ses
     assert count(sessions, Instance) == 0
     monkeypatch.setattr(module.os, "replace", real_replace)
     assert send(listener.port, [ds]) == [Status.SUCCESS]
+
+
+def test_calling_ae_tied_to_another_host_is_aborted(data_dir, sessions):
+    settings = ListenerSettings(port=0, allowed_calling_aets=("PACS@10.9.9.9", "LOCAL@127.0.0.1"))
+    running = Listener(settings, data_dir, sessions).start()
+    try:
+        ae = AE(ae_title="PACS")
+        ae.add_requested_context(DigitalXRayImageStorageForPresentation)
+        assoc = ae.associate("127.0.0.1", running.port, ae_title="TRIAGE")
+        if assoc.is_established:  # aborted by us right after establishment
+            with contextlib.suppress(RuntimeError):  # the abort may land first
+                assoc.send_c_store(make_dataset(rows=32, columns=32))
+        deadline = time.monotonic() + 10
+        while assoc.is_established and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not assoc.is_established
+        assert count(sessions, Instance) == 0
+        ae = AE(ae_title="LOCAL")
+        ae.add_requested_context(DigitalXRayImageStorageForPresentation)
+        assoc = ae.associate("127.0.0.1", running.port, ae_title="TRIAGE")
+        assert assoc.is_established
+        assert assoc.send_c_store(make_dataset(rows=32, columns=32)).Status == 0
+        assoc.release()
+    finally:
+        running.stop()
