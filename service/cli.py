@@ -80,6 +80,15 @@ def _add_service_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="seconds without a new image before a study is analysed",
     )
+    _option(parser, "max-associations", default=10, type=int, help="associations served at once")
+    _option(parser, "max-pdu", default=0, type=int, help="maximum PDU size in bytes (0: any)")
+    _option(
+        parser,
+        "network-timeout",
+        default=60.0,
+        type=float,
+        help="seconds of silence before an association is dropped (ACSE and DIMSE: half)",
+    )
     _option(
         parser,
         "retention-days",
@@ -244,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
         stable_age=5.0,
         allow_ae=[],
         retention_days=7.0,
+        max_associations=10,
+        max_pdu=0,
+        network_timeout=60.0,
     )
 
     worklist = sub.add_parser(
@@ -351,6 +363,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             allowed_calling_aets=tuple(args.allow_ae),
+            maximum_associations=args.max_associations,
+            maximum_pdu_size=args.max_pdu,
+            network_timeout=args.network_timeout,
+            acse_timeout=args.network_timeout / 2,
+            dimse_timeout=args.network_timeout / 2,
         ),
         destinations=tuple(args.destination),
         stable_age=args.stable_age,

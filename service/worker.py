@@ -18,7 +18,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import queue
-from service.db.models import Export, Instance, JobState, Result, Study, StudyState, utcnow
+from service.db.models import (
+    AuditEvent,
+    Export,
+    Instance,
+    JobState,
+    Result,
+    Study,
+    StudyState,
+    utcnow,
+)
 from triage.cascade import Cascade
 from triage.cascade import Result as Finding
 from triage.dicom.read import read_dataset, to_radiograph
@@ -188,6 +197,14 @@ class Worker:
             if outcome.seg_path:
                 session.flush()
                 session.add_all(Export(result_id=row.id, destination=d) for d in self.destinations)
+        session.add(
+            AuditEvent(
+                kind="analysed",
+                study_instance_uid=study.study_instance_uid,
+                actor=self.owner,
+                detail=f"{len(analysed)} of {len(outcomes)} images analysed, {self.model_version}",
+            )
+        )
         arrived_meanwhile = study.state == StudyState.RECEIVING  # a new image mid-job
         _update_study(study, outcomes, analysed)
         if arrived_meanwhile:
@@ -200,6 +217,14 @@ class Worker:
             if state is not None and study is not None:
                 study.state = StudyState.DEAD if state == JobState.DEAD else StudyState.FAILED
                 study.reason = error[:2000]
+                session.add(
+                    AuditEvent(
+                        kind=f"job {state}",
+                        actor=self.owner,
+                        study_instance_uid=study.study_instance_uid,
+                        detail=error[:2000],
+                    )
+                )
             session.commit()
 
 

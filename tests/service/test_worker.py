@@ -151,3 +151,18 @@ def test_new_images_after_a_result_analyse_the_study_again(tmp_path, sessions):
         job = session.scalars(select(Job)).one()
         assert job.state == JobState.DONE
         assert len(session.scalars(select(Result)).all()) == 1 + 2  # first run + second run
+
+
+def test_analyses_and_failures_are_audit_events(tmp_path, sessions):
+    from service.db.models import AuditEvent
+
+    package = make_package(tmp_path / "pkg", classifier_bias=-6.0)
+    worker = Worker(sessions, Cascade(package, device="cpu"), tmp_path / "data")
+    images = write_studies(tmp_path / "p", studies=1, seed=5, prevalence=0.0, sizes=(512, 600))
+    receive(tmp_path, sessions, [images[0].path])
+    settle_and_work(sessions, worker)
+    with sessions() as session:
+        events = session.scalars(select(AuditEvent)).all()
+    assert [e.kind for e in events] == ["analysed"]
+    assert events[0].study_instance_uid == images[0].study_instance_uid
+    assert "1 of 1 images analysed" in events[0].detail
