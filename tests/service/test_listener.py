@@ -15,8 +15,6 @@ from pynetdicom.sop_class import DigitalXRayImageStorageForPresentation, Verific
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from service.db.engine import make_engine, make_sessionmaker, sqlite_url
-from service.db.migrate import upgrade
 from service.db.models import Instance, Study, StudyState
 from service.listener import Listener, ListenerSettings, Status
 from tests.factory import make_dataset, write
@@ -25,14 +23,6 @@ from tests.factory import make_dataset, write
 @pytest.fixture
 def data_dir(tmp_path):
     return tmp_path / "data"
-
-
-@pytest.fixture
-def sessions(tmp_path):
-    engine = make_engine(sqlite_url(tmp_path / "triage.db"))
-    upgrade(engine)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 @pytest.fixture

@@ -9,22 +9,12 @@ from pynetdicom import AE
 from pynetdicom.sop_class import DigitalXRayImageStorageForPresentation
 from sqlalchemy import select
 
-from service.db.engine import make_engine, make_sessionmaker, sqlite_url
-from service.db.migrate import upgrade
 from service.db.models import Association, Job, Study, StudyState, utcnow
 from service.listener import Listener, ListenerSettings
 from service.scheduler import settle_studies
 from tests.factory import make_dataset
 
 SOON = datetime.timedelta(seconds=2)
-
-
-@pytest.fixture
-def sessions(tmp_path):
-    engine = make_engine(sqlite_url(tmp_path / "triage.db"))
-    upgrade(engine)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 @pytest.fixture

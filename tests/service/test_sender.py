@@ -12,8 +12,6 @@ import pydicom
 import pytest
 from sqlalchemy import select
 
-from service.db.engine import make_engine, make_sessionmaker, sqlite_url
-from service.db.migrate import upgrade
 from service.db.models import Export, ExportState, Job, Result, Study, utcnow
 from service.sender import Destination, Sender
 from tests.factory import make_dataset
@@ -24,14 +22,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@pytest.fixture
-def sessions(tmp_path):
-    engine = make_engine(sqlite_url(tmp_path / "triage.db"))
-    upgrade(engine)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 def seg_export(tmp_path, sessions, destination: str) -> str:

@@ -10,8 +10,6 @@ from pydicom.data import get_testdata_file
 from pynetdicom import AE
 from sqlalchemy import select
 
-from service.db.engine import make_engine, make_sessionmaker, sqlite_url
-from service.db.migrate import upgrade
 from service.db.models import Export, Job, JobState, Result, Study, StudyState, utcnow
 from service.db.queue import RetryPolicy
 from service.listener import Listener, ListenerSettings
@@ -24,14 +22,6 @@ from triage.cascade import Cascade
 from triage.models.package import default_package_path, load_package
 
 LATER = datetime.timedelta(seconds=60)
-
-
-@pytest.fixture
-def sessions(tmp_path):
-    engine = make_engine(sqlite_url(tmp_path / "triage.db"))
-    upgrade(engine)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 @pytest.fixture(scope="module")
