@@ -17,6 +17,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from service.tables import render_table
 from triage.cascade import Cascade, Result
 from triage.dicom.read import read_dataset, to_radiograph
 from triage.dicom.seg import Algorithm, build_segmentation, write_segmentation
@@ -194,10 +195,4 @@ def format_table(results: Sequence[FileResult]) -> str:
                 (r.reason or "")[:70],
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return render_table(rows[0], rows[1:])

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db.models import Export, Job, Result, Study
+from service.tables import render_table
 
 FIELDS = (
     "study_instance_uid",
@@ -98,7 +99,4 @@ def format_worklist(rows: Sequence[dict[str, Any]]) -> str:
                 (row["reason"] or "")[:60],
             )
         )
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return render_table(table[0], table[1:])
