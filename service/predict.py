@@ -15,14 +15,14 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from PIL import Image
+from pydicom import Dataset
 from tqdm import tqdm
 
+from service.images import Loaded, load_image
 from service.tables import render_table
 from triage.cascade import Cascade, Result
-from triage.dicom.read import read_dataset, to_radiograph
+from triage.dicom.read import Radiograph
 from triage.dicom.seg import Algorithm, build_segmentation, write_segmentation
-from triage.dicom.select import eligibility
-from triage.errors import ReadError, UnsupportedImageError
 from triage.overlay import overlay_rgb
 
 log = logging.getLogger(__name__)
@@ -117,34 +117,17 @@ class Predictor:
             outcomes[index] = self._finish(path, ds, radiograph, result)
         return [outcomes[i] for i in range(len(files))]
 
-    def _load(self, path: Path):
-        try:
-            ds = read_dataset(path)
-        except ReadError as exc:
-            log.warning("cannot read %s: %s", path, exc)
-            return FileResult(path=str(path), status="error", reason=str(exc))
-        sop_uid = str(ds.get("SOPInstanceUID", "")) or None
-        study_uid = str(ds.get("StudyInstanceUID", "")) or None
-
-        def outcome(status: str, reason: str | None) -> FileResult:
-            return FileResult(
-                path=str(path),
-                status=status,
-                reason=reason,
-                sop_instance_uid=sop_uid,
-                study_instance_uid=study_uid,
-            )
-
-        verdict = eligibility(ds)
-        if not verdict.eligible:
-            return outcome("skipped", verdict.reason)
-        try:
-            return ds, to_radiograph(ds)
-        except UnsupportedImageError as exc:
-            return outcome("skipped", str(exc))
-        except ReadError as exc:
-            log.warning("cannot decode %s (SOP %s): %s", path, sop_uid, exc)
-            return outcome("error", str(exc))
+    def _load(self, path: Path) -> tuple[Dataset, Radiograph] | FileResult:
+        loaded = load_image(path)
+        if isinstance(loaded, Loaded):
+            return loaded.dataset, loaded.radiograph
+        return FileResult(
+            path=str(path),
+            status=loaded.status,
+            reason=loaded.reason,
+            sop_instance_uid=loaded.sop_instance_uid,
+            study_instance_uid=loaded.study_instance_uid,
+        )
 
     def _finish(self, path: Path, ds, radiograph, result: Result) -> FileResult:
         outcome = FileResult(

@@ -28,12 +28,10 @@ from service.db.models import (
     StudyState,
     utcnow,
 )
+from service.images import Loaded, load_image
 from triage.cascade import Cascade
 from triage.cascade import Result as Finding
-from triage.dicom.read import read_dataset, to_radiograph
 from triage.dicom.seg import Algorithm, build_segmentation, seg_uids, write_segmentation
-from triage.dicom.select import eligibility
-from triage.errors import ReadError, UnsupportedImageError
 
 log = logging.getLogger(__name__)
 
@@ -133,22 +131,12 @@ class Worker:
         outcomes: dict[str, ImageOutcome] = {}
         ready = []
         for sop_uid, path in files:
-            try:
-                ds = read_dataset(path)
-                verdict = eligibility(ds)
-                if not verdict.eligible:
-                    outcomes[sop_uid] = ImageOutcome(
-                        sop_instance_uid=sop_uid, status="skipped", reason=verdict.reason
-                    )
-                    continue
-                ready.append((sop_uid, ds, to_radiograph(ds)))
-            except UnsupportedImageError as exc:
+            loaded = load_image(path)
+            if isinstance(loaded, Loaded):
+                ready.append((sop_uid, loaded.dataset, loaded.radiograph))
+            else:
                 outcomes[sop_uid] = ImageOutcome(
-                    sop_instance_uid=sop_uid, status="skipped", reason=str(exc)
-                )
-            except ReadError as exc:
-                outcomes[sop_uid] = ImageOutcome(
-                    sop_instance_uid=sop_uid, status="error", reason=str(exc)
+                    sop_instance_uid=sop_uid, status=loaded.status, reason=loaded.reason
                 )
         results = self.cascade.run([radiograph for _, _, radiograph in ready])
         folder = self.outbox / study_uid
