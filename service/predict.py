@@ -8,7 +8,6 @@ file is reported and the run goes on.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -24,8 +23,6 @@ from triage.cascade import Cascade, Result
 from triage.dicom.read import Radiograph
 from triage.dicom.seg import Algorithm, build_segmentation, write_segmentation
 from triage.overlay import overlay_rgb
-
-log = logging.getLogger(__name__)
 
 #: Files a folder walk passes over: our own outputs and common non-DICOM companions.
 IGNORED_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".json", ".csv", ".txt", ".md", ".html"})
