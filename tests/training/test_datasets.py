@@ -1,0 +1,42 @@
+"""The SIIM PNG reader on phantoms written in that layout, bad files included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.datasets import SiimPngDataset
+from training.phantoms import write_siim_png
+
+
+def test_reads_images_and_thresholded_masks(tmp_path):
+    ids = write_siim_png(tmp_path, images=6, seed=2, prevalence=0.5)
+    dataset = SiimPngDataset(root=tmp_path)
+    samples = list(dataset)
+    assert [s.image_id for s in samples] == sorted(ids)
+    for sample in samples:
+        assert sample.pixels.shape == sample.mask.shape == (256, 256)
+        assert sample.pixels.min() >= 0.0 and sample.pixels.max() <= 1.0
+        stored = np.asarray(Image.open(tmp_path / "masks" / f"{sample.image_id}.png"))
+        assert (sample.mask == (stored > 127)).all()
+    assert any(s.positive for s in samples) and not all(s.positive for s in samples)
+    assert dataset.skipped == []
+
+
+def test_bad_files_are_skipped_and_named(tmp_path):
+    ids = write_siim_png(tmp_path, images=3, seed=2)
+    (tmp_path / "masks" / f"{ids[0]}.png").unlink()
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "masks" / f"{ids[1]}.png")
+    (tmp_path / "train" / "broken.png").write_bytes(b"not a png")
+    dataset = SiimPngDataset(root=tmp_path)
+    assert [s.image_id for s in dataset] == [ids[2]]
+    reasons = " ".join(f"{path} {reason}" for path, reason in dataset.skipped)
+    assert ids[0] in reasons and "file missing" in reasons
+    assert "mask is (10, 10)" in reasons
+    assert "broken.png" in reasons
+
+
+def test_wrong_layout_says_what_is_expected(tmp_path):
+    with pytest.raises(FileNotFoundError, match="SIIM PNG layout"):
+        SiimPngDataset(root=tmp_path)
