@@ -84,3 +84,87 @@ class SiimPngDataset:
         log.warning("skipped %s: %s", path, reason)
         self.skipped.append((path, reason))
         return None
+
+
+@dataclass(kw_only=True)
+class DicomSegDataset:
+    """Pairs of a DICOM radiograph and a DICOM SEG of it, found anywhere under ``root``.
+
+    A SEG is matched to its source through its ReferencedSeriesSequence; its frames are
+    OR-ed into one mask of the source's rows×cols. Images without a SEG are negatives
+    only when ``images_without_seg_are_negative`` is set (reader-confirmed normals);
+    otherwise they are passed over. This is how our own outputs and SEGs corrected by
+    radiologists become training data.
+    """
+
+    root: Path
+    images_without_seg_are_negative: bool = False
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[Sample]:
+        import pydicom
+
+        from triage.dicom.read import to_radiograph
+        from triage.errors import ReadError
+
+        images: dict[str, Path] = {}
+        masks: dict[str, np.ndarray] = {}
+        for path in sorted(p for p in Path(self.root).rglob("*") if p.is_file()):
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
+            except (pydicom.errors.InvalidDicomError, OSError) as exc:
+                self._skip(str(path), f"not DICOM: {exc}")
+                continue
+            if ds.get("Modality") == "SEG":
+                for uid, mask in self._seg_masks(path):
+                    masks[uid] = masks[uid] | mask if uid in masks else mask
+            elif "SOPInstanceUID" in ds:
+                images[str(ds.SOPInstanceUID)] = path
+        for uid, path in images.items():
+            mask = masks.get(uid)
+            if mask is None and not self.images_without_seg_are_negative:
+                continue
+            try:
+                radiograph = to_radiograph(pydicom.dcmread(path))
+            except ReadError as exc:
+                self._skip(str(path), str(exc))
+                continue
+            if mask is None:
+                mask = np.zeros(radiograph.pixels.shape, dtype=bool)
+            if mask.shape != radiograph.pixels.shape:
+                self._skip(str(path), f"SEG is {mask.shape}, image is {radiograph.pixels.shape}")
+                continue
+            yield Sample(image_id=uid, pixels=radiograph.pixels, mask=mask)
+
+    def _seg_masks(self, path: Path) -> Iterator[tuple[str, np.ndarray]]:
+        """(source SOP Instance UID, mask) per frame of a SEG.
+
+        Read with pydicom, not highdicom's reader: highdicom refuses the Pixel Measures it
+        writes itself for a projection radiograph (Pixel Spacing without Slice Thickness).
+        """
+        import pydicom
+
+        try:
+            seg = pydicom.dcmread(path)
+            frames = seg.pixel_array.astype(bool)
+            frames = frames[None] if frames.ndim == 2 else frames
+            referenced = [
+                str(ref.ReferencedSOPInstanceUID)
+                for item in seg.ReferencedSeriesSequence
+                for ref in item.ReferencedInstanceSequence
+            ]
+            per_frame = seg.get("PerFrameFunctionalGroupsSequence") or []
+            for index, frame in enumerate(frames):
+                uid = referenced[0] if len(referenced) == 1 else None
+                if index < len(per_frame) and "DerivationImageSequence" in per_frame[index]:
+                    source = per_frame[index].DerivationImageSequence[0].SourceImageSequence[0]
+                    uid = str(source.ReferencedSOPInstanceUID)
+                if uid is None:
+                    raise ValueError(f"frame {index + 1} names no source image")
+                yield uid, frame
+        except (ValueError, AttributeError, KeyError, IndexError) as exc:
+            self._skip(str(path), f"unreadable SEG: {exc}")
+
+    def _skip(self, path: str, reason: str) -> None:
+        log.warning("skipped %s: %s", path, reason)
+        self.skipped.append((path, reason))

@@ -40,3 +40,40 @@ def test_bad_files_are_skipped_and_named(tmp_path):
 def test_wrong_layout_says_what_is_expected(tmp_path):
     with pytest.raises(FileNotFoundError, match="SIIM PNG layout"):
         SiimPngDataset(root=tmp_path)
+
+
+def test_dicom_seg_pairs_from_our_own_predictions(tmp_path):
+    import json
+
+    from service.cli import main
+    from tests.packages import make_package
+    from training.datasets import DicomSegDataset
+    from training.phantoms import write_studies
+
+    package = make_package(tmp_path / "pkg", classifier_bias=6.0, segmenter_bias=6.0)
+    images = write_studies(tmp_path / "data", studies=2, seed=8, prevalence=1.0, sizes=(512, 600))
+    main(
+        [
+            "predict",
+            str(tmp_path / "data"),
+            "--out",
+            str(tmp_path / "data" / "segs"),
+            "--model",
+            str(package.path),
+            "--no-progress",
+        ]
+    )
+    rows = json.loads((tmp_path / "data" / "segs" / "results.json").read_text())
+    with_seg = {r["sop_instance_uid"] for r in rows if r["seg_path"]}
+    (tmp_path / "data" / "junk.dcm").write_bytes(b"junk")
+    dataset = DicomSegDataset(root=tmp_path / "data")
+    samples = {s.image_id: s for s in dataset}
+    assert set(samples) == with_seg and with_seg
+    by_uid = {i.sop_instance_uid: i for i in images}
+    for uid, sample in samples.items():
+        assert sample.mask.shape == by_uid[uid].phantom.mask.shape
+        assert sample.mask.all()  # the forced-positive package outlines everything
+    assert any("junk.dcm" in path for path, _ in dataset.skipped)
+    everything = DicomSegDataset(root=tmp_path / "data", images_without_seg_are_negative=True)
+    frontal_or_not = {s.image_id for s in everything}
+    assert with_seg < frontal_or_not or with_seg == frontal_or_not
