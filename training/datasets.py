@@ -168,3 +168,64 @@ class DicomSegDataset:
     def _skip(self, path: str, reason: str) -> None:
         log.warning("skipped %s: %s", path, reason)
         self.skipped.append((path, reason))
+
+
+def read_label_csv(path: Path) -> dict[str, list[str]]:
+    """SIIM label rows by ImageId; names and values stripped of the stray spaces they carry."""
+    import csv
+
+    rows: dict[str, list[str]] = {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle, skipinitialspace=True):
+            clean = {str(k).strip(): str(v).strip() for k, v in row.items()}
+            try:
+                rows.setdefault(clean["ImageId"], []).append(clean["EncodedPixels"])
+            except KeyError as exc:
+                raise ValueError(
+                    f"{path} lacks the column {exc}: expected ImageId, EncodedPixels"
+                ) from exc
+    return rows
+
+
+@dataclass(kw_only=True)
+class SiimDicomDataset:
+    """The original SIIM-ACR layout: DICOM files anywhere under ``root`` plus the label CSV.
+
+    A file's ImageId is its SOP Instance UID (the file name without ``.dcm`` in the
+    competition data). Several rows for one image are OR-ed; ``-1`` is an empty mask.
+    Files named in the CSV but missing, corrupt, or with a mask that does not fit are
+    skipped and listed in ``skipped``.
+    """
+
+    root: Path
+    labels: Path
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[Sample]:
+        import pydicom
+
+        from training.rle import RLEError, merge
+        from triage.dicom.read import to_radiograph
+        from triage.errors import ReadError
+
+        rows = read_label_csv(self.labels)
+        files = {p.stem: p for p in Path(self.root).rglob("*.dcm")}
+        for image_id in sorted(rows):
+            path = files.get(image_id)
+            if path is None:
+                self._skip(image_id, "named in the label CSV, but no such .dcm file")
+                continue
+            try:
+                radiograph = to_radiograph(pydicom.dcmread(path))
+                mask = merge(rows[image_id], radiograph.pixels.shape)
+            except (ReadError, pydicom.errors.InvalidDicomError, OSError) as exc:
+                self._skip(str(path), f"unreadable: {exc}")
+                continue
+            except RLEError as exc:
+                self._skip(str(path), f"label does not fit the image: {exc}")
+                continue
+            yield Sample(image_id=image_id, pixels=radiograph.pixels, mask=mask)
+
+    def _skip(self, path: str, reason: str) -> None:
+        log.warning("skipped %s: %s", path, reason)
+        self.skipped.append((path, reason))

@@ -77,3 +77,47 @@ def test_dicom_seg_pairs_from_our_own_predictions(tmp_path):
     everything = DicomSegDataset(root=tmp_path / "data", images_without_seg_are_negative=True)
     frontal_or_not = {s.image_id for s in everything}
     assert with_seg < frontal_or_not or with_seg == frontal_or_not
+
+
+def test_siim_dicom_reader_on_real_and_phantom_files(tmp_path, shared_data):
+    import shutil
+
+    import pydicom
+
+    from training.datasets import SiimDicomDataset
+    from training.phantoms import write_studies
+    from training.rle import encode
+
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    real = shared_data / "real" / "siim-cr-negative.dcm"
+    real_id = str(pydicom.dcmread(real, stop_before_pixels=True).SOPInstanceUID)
+    shutil.copy(real, folder / f"{real_id}.dcm")
+    images = write_studies(
+        tmp_path / "ph",
+        studies=2,
+        seed=3,
+        prevalence=1.0,
+        sizes=(512, 512),
+        syntaxes=["1.2.840.10008.1.2.1"],
+    )
+    frontal = [i for i in images if i.mask_path is not None]
+    lines = ["ImageId, EncodedPixels", f"{real_id}, -1", "1.2.3.404, -1"]
+    for image in frontal:
+        shutil.copy(image.path, folder / f"{image.sop_instance_uid}.dcm")
+        mask = image.phantom.mask
+        top, bottom = mask.copy(), mask.copy()
+        top[mask.shape[0] // 2 :] = False  # two rows for one image: OR-ed
+        bottom[: mask.shape[0] // 2] = False
+        for part in (top, bottom):
+            if part.any():
+                lines.append(f" {image.sop_instance_uid}, {encode(part)}")
+    labels = tmp_path / "train-rle.csv"
+    labels.write_text("\n".join(lines) + "\n")
+    dataset = SiimDicomDataset(root=folder, labels=labels)
+    samples = {s.image_id: s for s in dataset}
+    assert set(samples) == {real_id} | {i.sop_instance_uid for i in frontal}
+    assert not samples[real_id].positive and samples[real_id].pixels.shape == (1024, 1024)
+    for image in frontal:
+        assert (samples[image.sop_instance_uid].mask == image.phantom.mask).all()
+    assert dataset.skipped == [("1.2.3.404", "named in the label CSV, but no such .dcm file")]
