@@ -35,6 +35,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.inference
 	$(BIN)/python -m benchmarks.service
+	$(BIN)/python -m benchmarks.training
 
 # Rebuild the bundled model package from phantoms (about 15 minutes on 2 CPU cores).
 default-model: $(STAMP)
