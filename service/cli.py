@@ -288,6 +288,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="keep serving after the demo")
     demo.set_defaults(func=cmd_demo)
 
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score a model package on a dataset",
+        description="Run the cascade over a dataset and print classifier AUC, the "
+        "competition mean Dice (empty on empty = 1) beside the all-empty baseline, Dice on "
+        "positives, sensitivity and specificity.",
+    )
+    from training.cli import add_evaluate_arguments
+
+    add_evaluate_arguments(evaluate)
+    evaluate.set_defaults(func=cmd_evaluate)
+
     info = sub.add_parser("info", help="describe a model package")
     _option(info, "model", help="model package folder; the bundled one if unset")
     info.set_defaults(func=cmd_info)
@@ -408,6 +420,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from service.demo import run_demo
 
     return run_demo(Path(args.out), shared_real=Path(args.shared_real), keep=args.keep)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``triage evaluate``."""
+    from training.cli import run_evaluate
+
+    return run_evaluate(args)
 
 
 def cmd_info(args: argparse.Namespace) -> int:

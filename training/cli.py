@@ -90,3 +90,65 @@ def run_synth(args: argparse.Namespace) -> int:
         f"{positives} with a pneumothorax) to {out}"
     )
     return 0
+
+
+EVALUATE_DATASETS = ("phantoms", "siim-png", "siim-dicom", "dicom-seg")
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``triage evaluate``."""
+    parser.add_argument(
+        "--model", default=None, help="model package folder (default: the bundled one)"
+    )
+    parser.add_argument(
+        "--dataset",
+        default="phantoms",
+        choices=EVALUATE_DATASETS,
+        help="kind of data (default phantoms, from a seed never used in training)",
+    )
+    parser.add_argument("--data", default=None, help="data folder (not for phantoms)")
+    parser.add_argument("--labels", default=None, help="label CSV for siim-dicom")
+    parser.add_argument("--images", type=int, default=200, help="phantoms to score (default 200)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--out", default=None, help="folder for metrics.json")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Score a package on a dataset with the competition metrics."""
+    from training import datasets
+    from training.evaluate import evaluate_on_phantoms, evaluate_samples
+    from triage.models.package import default_package_path
+
+    package = Path(args.model) if args.model else default_package_path()
+    if args.dataset == "phantoms":
+        metrics = evaluate_on_phantoms(package, images=args.images, device=args.device)
+        skipped: list = []
+    else:
+        if not args.data:
+            print(f"triage evaluate: --dataset {args.dataset} needs --data PATH", file=sys.stderr)
+            return 2
+        if args.dataset == "siim-png":
+            data: datasets.SiimPngDataset | datasets.SiimDicomDataset | datasets.DicomSegDataset
+            data = datasets.SiimPngDataset(root=Path(args.data))
+        elif args.dataset == "siim-dicom":
+            if not args.labels:
+                print("triage evaluate: --dataset siim-dicom needs --labels CSV", file=sys.stderr)
+                return 2
+            data = datasets.SiimDicomDataset(root=Path(args.data), labels=Path(args.labels))
+        else:
+            data = datasets.DicomSegDataset(root=Path(args.data))
+        metrics = evaluate_samples(package, data, device=args.device)
+        skipped = data.skipped
+    metrics = {
+        **metrics,
+        "package": str(package),
+        "dataset": args.dataset,
+        "skipped": [{"file": f, "reason": r} for f, r in skipped],
+    }
+    text = json.dumps(metrics, indent=2)
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(text + "\n", encoding="utf-8")
+    return 0

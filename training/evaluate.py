@@ -8,19 +8,57 @@ all-empty baseline.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
+from training.datasets import Sample
 from training.metrics import dice, empty_baseline, roc_auc, sensitivity_specificity
 from training.phantom_data import phantom_radiograph
-from triage.cascade import Cascade
+from triage.cascade import Cascade, Result
+from triage.dicom.read import Radiograph
 from triage.models.package import load_package
 
 #: Seed of the held-out phantoms; training must never use it.
 HELD_OUT_SEED = 777_000_001
+
+
+class Scorer:
+    """Collects per-image outcomes of the cascade and turns them into the metrics."""
+
+    def __init__(self) -> None:
+        self.labels: list[bool] = []
+        self.probabilities: list[float] = []
+        self.positives: list[bool] = []
+        self.dices: list[float] = []
+
+    def add(self, truth: np.ndarray, result: Result) -> None:
+        """Score one image's result against its true mask."""
+        predicted = result.mask if result.mask is not None else np.zeros_like(truth)
+        self.labels.append(bool(truth.any()))
+        self.probabilities.append(result.probability)
+        self.positives.append(result.positive)
+        self.dices.append(dice(truth, predicted))
+
+    def metrics(self) -> dict[str, Any]:
+        """Classifier AUC, competition mean Dice beside the all-empty baseline, and more."""
+        labels = np.asarray(self.labels, dtype=bool)
+        dices = np.asarray(self.dices)
+        sensitivity, specificity = sensitivity_specificity(labels, self.positives)
+        both = labels.any() and (~labels).any()
+        return {
+            "images": len(labels),
+            "positives": int(labels.sum()),
+            "classifier_auc": round(roc_auc(labels, self.probabilities), 4) if both else None,
+            "mean_dice": round(float(dices.mean()), 4),
+            "empty_baseline": round(empty_baseline(labels), 4),
+            "dice_on_positives": round(float(dices[labels].mean()), 4) if labels.any() else None,
+            "sensitivity": round(sensitivity, 4),
+            "specificity": round(specificity, 4),
+        }
 
 
 def evaluate_on_phantoms(
@@ -35,35 +73,61 @@ def evaluate_on_phantoms(
 ) -> dict[str, Any]:
     """Run the cascade on ``images`` phantoms of ``seed`` and return the metrics."""
     cascade = Cascade(load_package(package_path), device=device)
-    labels, probabilities, dices, positives = [], [], [], []
-    bar = tqdm(total=images, desc="evaluate", unit="img")
-    for start in range(0, images, batch):
-        items = [
-            phantom_radiograph(seed, i, prevalence=prevalence, sizes=sizes)
-            for i in range(start, min(start + batch, images))
-        ]
-        results = cascade.run([radiograph for radiograph, _, _ in items])
-        for (_, phantom, _), result in zip(items, results, strict=True):
-            predicted = result.mask if result.mask is not None else np.zeros_like(phantom.mask)
-            labels.append(phantom.positive)
-            probabilities.append(result.probability)
-            positives.append(result.positive)
-            dices.append(dice(phantom.mask, predicted))
-        bar.update(len(items))
-    bar.close()
-    labels_arr = np.asarray(labels)
-    dices_arr = np.asarray(dices)
-    sensitivity, specificity = sensitivity_specificity(labels_arr, positives)
+    scorer = Scorer()
+    with tqdm(total=images, desc="evaluate", unit="img") as bar:
+        for start in range(0, images, batch):
+            items = [
+                phantom_radiograph(seed, i, prevalence=prevalence, sizes=sizes)
+                for i in range(start, min(start + batch, images))
+            ]
+            results = cascade.run([radiograph for radiograph, _, _ in items])
+            for (_, phantom, _), result in zip(items, results, strict=True):
+                scorer.add(phantom.mask, result)
+            bar.update(len(items))
     return {
-        "images": images,
         "seed": seed,
         "prevalence": prevalence,
-        "positives": int(labels_arr.sum()),
-        "classifier_auc": round(roc_auc(labels_arr, probabilities), 4),
-        "mean_dice": round(float(dices_arr.mean()), 4),
-        "empty_baseline": round(empty_baseline(labels_arr), 4),
-        "dice_on_positives": round(float(dices_arr[labels_arr].mean()), 4),
-        "sensitivity": round(sensitivity, 4),
-        "specificity": round(specificity, 4),
+        **scorer.metrics(),
         "segmented_images": cascade.segmented_images,
     }
+
+
+def evaluate_samples(
+    package_path: str | Path, samples: Iterable[Sample], *, device: str = "auto", batch: int = 16
+) -> dict[str, Any]:
+    """Run the cascade on dataset samples (pixels and true masks) and return the metrics."""
+    cascade = Cascade(load_package(package_path), device=device)
+    scorer = Scorer()
+    pending: list[Sample] = []
+
+    def flush() -> None:
+        results = cascade.run([_radiograph(s) for s in pending])
+        for sample, result in zip(pending, results, strict=True):
+            scorer.add(sample.mask, result)
+        pending.clear()
+
+    for sample in tqdm(samples, desc="evaluate", unit="img"):
+        pending.append(sample)
+        if len(pending) == batch:
+            flush()
+    if pending:
+        flush()
+    if not scorer.labels:
+        raise ValueError("the dataset yielded no images to score")
+    return {**scorer.metrics(), "segmented_images": cascade.segmented_images}
+
+
+def _radiograph(sample: Sample) -> Radiograph:
+    return Radiograph(
+        pixels=sample.pixels.astype(np.float32, copy=False),
+        spacing_mm=None,
+        photometric="MONOCHROME2",
+        bits_stored=8,
+        modality="CR",
+        view_position=None,
+        patient_orientation=None,
+        sop_instance_uid=sample.image_id,
+        sop_class_uid="",
+        series_instance_uid="",
+        study_instance_uid="",
+    )

@@ -11,7 +11,21 @@ from service.cli import main
 from tests.packages import make_package
 
 
-@pytest.mark.parametrize("command", ["predict", "synth", "train", "info", "serve", "worklist"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "predict",
+        "synth",
+        "train",
+        "info",
+        "serve",
+        "worklist",
+        "evaluate",
+        "listen",
+        "work",
+        "demo",
+    ],
+)
 def test_every_command_explains_itself(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

@@ -121,3 +121,34 @@ def test_siim_dicom_reader_on_real_and_phantom_files(tmp_path, shared_data):
     for image in frontal:
         assert (samples[image.sop_instance_uid].mask == image.phantom.mask).all()
     assert dataset.skipped == [("1.2.3.404", "named in the label CSV, but no such .dcm file")]
+
+
+def test_evaluate_command_scores_a_dataset(tmp_path, capsys):
+    import json
+
+    from service.cli import main
+
+    write_siim_png(tmp_path / "png", images=12, seed=21, prevalence=0.5)
+    (tmp_path / "png" / "masks" / "extra.png").write_bytes(b"")
+    assert (
+        main(
+            [
+                "evaluate",
+                "--dataset",
+                "siim-png",
+                "--data",
+                str(tmp_path / "png"),
+                "--out",
+                str(tmp_path / "out"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    printed = json.loads(capsys.readouterr().out)
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert printed == saved and saved["images"] == 12
+    assert saved["mean_dice"] >= saved["empty_baseline"]  # the bundled package helps here
+    assert main(["evaluate", "--dataset", "dicom-seg"]) == 2
+    assert "needs --data" in capsys.readouterr().err
