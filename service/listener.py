@@ -134,7 +134,7 @@ class StoreHandler:
         self.inbox = Path(data_dir) / "inbox"
         self.inbox.mkdir(parents=True, exist_ok=True)
         self.sessions = sessions
-        self._lock = threading.Lock()
+        self._locks = [threading.Lock() for _ in range(64)]
 
     def __call__(self, event: evt.Event) -> int:
         try:
@@ -155,17 +155,15 @@ class StoreHandler:
             return Status.DATA_SET_DOES_NOT_MATCH
         folder = self.inbox / study_uid
         target = folder / f"{sop_uid}.dcm"
-        with self.sessions() as session:
-            if session.scalar(select(Instance.id).where(Instance.sop_instance_uid == sop_uid)):
-                log.info("instance %s received again: already stored", sop_uid)
-                return Status.SUCCESS
         payload = event.encoded_dataset()
-        with self._lock:  # one writer for file + row of the same instance
-            created = _write_durably(folder, target, payload)
+        # File and row of one SOP Instance UID are written by one association at a time;
+        # different instances proceed in parallel.
+        with self._locks[hash(sop_uid) % len(self._locks)]:
+            created = _write_durably(folder, target, payload)  # False: already on disk
             try:
                 self._record(event, dataset, study_uid, sop_uid, target, len(payload))
-            except IntegrityError:
-                log.info("instance %s stored concurrently by another association", sop_uid)
+            except IntegrityError:  # the row exists: a repeat, already stored
+                log.info("instance %s received again: already stored", sop_uid)
                 return Status.SUCCESS
             except SQLAlchemyError:
                 if created:

@@ -75,8 +75,10 @@ def test_dicom_seg_pairs_from_our_own_predictions(tmp_path):
         assert sample.mask.all()  # the forced-positive package outlines everything
     assert any("junk.dcm" in path for path, _ in dataset.skipped)
     everything = DicomSegDataset(root=tmp_path / "data", images_without_seg_are_negative=True)
-    frontal_or_not = {s.image_id for s in everything}
-    assert with_seg < frontal_or_not or with_seg == frontal_or_not
+    # Every stored image comes back, the ones without a SEG as negatives.
+    all_samples = {s.image_id: s for s in everything}
+    assert set(all_samples) == {i.sop_instance_uid for i in images}
+    assert all(not all_samples[uid].positive for uid in set(all_samples) - with_seg)
 
 
 def test_siim_dicom_reader_on_real_and_phantom_files(tmp_path, shared_data):
