@@ -39,4 +39,5 @@ bench: $(STAMP)
 
 # Rebuild the bundled model package from phantoms (about 15 minutes on 2 CPU cores).
 default-model: $(STAMP)
-	$(BIN)/triage train --dataset phantoms --out triage/models/default
+	$(BIN)/triage train --dataset phantoms --config cpu-small --out triage/models/default \
+		--checkpoints build/default-model-checkpoints

@@ -182,9 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser(
         "train",
-        help="train a model package (this version: phantoms only)",
-        description="Train the classifier and the positives-only U-Net on phantoms and "
-        "write a model package. Training on SIIM-ACR data comes with the training issue.",
+        help="cross-validate the cascade and write a model package and a report",
+        description="Train, per patient-grouped fold, the classifier on all images, the "
+        "U-Net on positive images only and (for comparison) a U-Net on all images; choose "
+        "the operating point on out-of-fold predictions; write the fold ensemble as a "
+        "model package that serve and predict load, and OUT/report/report.html. "
+        "Interrupted? Run the same command with --resume.",
     )
     from training.cli import add_train_arguments
 
@@ -474,9 +477,14 @@ def apply_config(parser: argparse.ArgumentParser, path: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``triage`` console script."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
-    config = pre.parse_known_args(argv)[0].config or _env("config")
+    # `triage train --config` names a training configuration, not a settings file.
+    config = None
+    if command in CONFIGURABLE:
+        config = pre.parse_known_args(argv)[0].config or _env("config")
     if config:
         try:
             apply_config(parser, config)

@@ -1,4 +1,4 @@
-"""Training data readers. This version: the SIIM 256-px PNG layout.
+"""Training data readers: SIIM 256-px PNG, SIIM-ACR DICOM + label CSV, DICOM image + SEG.
 
 Every reader yields :class:`Sample` objects (an image in display sense and its mask) and
 reports the files it had to skip instead of stopping the run.
@@ -18,6 +18,15 @@ log = logging.getLogger(__name__)
 
 #: SIIM's PNG masks were resized with interpolation: values above this are lesion.
 PNG_MASK_THRESHOLD = 127
+#: File that ``triage synth --siim-png`` leaves beside train/ and masks/.
+PHANTOM_MARKER = "PHANTOMS.txt"
+
+
+def is_phantom(ds) -> bool:
+    """Whether a DICOM dataset was written by our phantom generator."""
+    from training.phantoms.dicomio import MANUFACTURER
+
+    return str(ds.get("Manufacturer", "")) == MANUFACTURER
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,6 +36,13 @@ class Sample:
     image_id: str
     pixels: np.ndarray
     mask: np.ndarray
+    patient_id: str = ""
+    synthetic: bool = False  # a phantom, not a radiograph of a person
+
+    def __post_init__(self) -> None:
+        if not self.patient_id:
+            # Without a patient, each image is its own group in the folds.
+            object.__setattr__(self, "patient_id", self.image_id)
 
     @property
     def positive(self) -> bool:
@@ -78,7 +94,13 @@ class SiimPngDataset:
             return self._skip(str(image_path), f"unreadable image: {exc}")
         if mask.shape != pixels.shape:
             return self._skip(str(mask_path), f"mask is {mask.shape}, image is {pixels.shape}")
-        return Sample(image_id=image_id, pixels=pixels, mask=mask)
+        # The PNG set carries no patient: each image is its own group in the folds.
+        return Sample(
+            image_id=image_id,
+            pixels=pixels,
+            mask=mask,
+            synthetic=(self.root / PHANTOM_MARKER).exists(),
+        )
 
     def _skip(self, path: str, reason: str) -> None:
         log.warning("skipped %s: %s", path, reason)
@@ -125,7 +147,8 @@ class DicomSegDataset:
             if mask is None and not self.images_without_seg_are_negative:
                 continue
             try:
-                radiograph = to_radiograph(pydicom.dcmread(path))
+                ds = pydicom.dcmread(path)
+                radiograph = to_radiograph(ds)
             except ReadError as exc:
                 self._skip(str(path), str(exc))
                 continue
@@ -134,7 +157,13 @@ class DicomSegDataset:
             if mask.shape != radiograph.pixels.shape:
                 self._skip(str(path), f"SEG is {mask.shape}, image is {radiograph.pixels.shape}")
                 continue
-            yield Sample(image_id=uid, pixels=radiograph.pixels, mask=mask)
+            yield Sample(
+                image_id=uid,
+                pixels=radiograph.pixels,
+                mask=mask,
+                patient_id=str(ds.get("PatientID", "") or ""),
+                synthetic=is_phantom(ds),
+            )
 
     def _seg_masks(self, path: Path) -> Iterator[tuple[str, np.ndarray]]:
         """(source SOP Instance UID, mask) per frame of a SEG.
@@ -216,7 +245,8 @@ class SiimDicomDataset:
                 self._skip(image_id, "named in the label CSV, but no such .dcm file")
                 continue
             try:
-                radiograph = to_radiograph(pydicom.dcmread(path))
+                ds = pydicom.dcmread(path)
+                radiograph = to_radiograph(ds)
                 mask = merge(rows[image_id], radiograph.pixels.shape)
             except (ReadError, pydicom.errors.InvalidDicomError, OSError) as exc:
                 self._skip(str(path), f"unreadable: {exc}")
@@ -224,7 +254,13 @@ class SiimDicomDataset:
             except RLEError as exc:
                 self._skip(str(path), f"label does not fit the image: {exc}")
                 continue
-            yield Sample(image_id=image_id, pixels=radiograph.pixels, mask=mask)
+            yield Sample(
+                image_id=image_id,
+                pixels=radiograph.pixels,
+                mask=mask,
+                patient_id=str(ds.get("PatientID", "") or ""),
+                synthetic=is_phantom(ds),
+            )
 
     def _skip(self, path: str, reason: str) -> None:
         log.warning("skipped %s: %s", path, reason)

@@ -12,37 +12,18 @@ import datetime
 import hashlib
 import multiprocessing
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 import pydicom
 from tqdm import tqdm
 
 from training.phantoms import DicomOptions, Phantom, phantom_dataset, render_phantom
+from training.trainset import TrainingSet, from_columns, prepared
 from triage.dicom.read import Radiograph, to_radiograph
-from triage.preprocess import Normalisation, prepare, resize_mask
+from triage.preprocess import Normalisation
 
 STUDY_DATETIME = datetime.datetime(2026, 1, 1, 8, 0, 0)
-
-
-@dataclass(frozen=True, kw_only=True)
-class PhantomSet:
-    """Classifier inputs, segmenter inputs, target masks and labels of a set of phantoms.
-
-    Each stage has its own input size; masks are on the segmenter's grid.
-    """
-
-    classifier_inputs: np.ndarray  # float32 (N, rows, cols)
-    segmenter_inputs: np.ndarray  # float32 (N, rows, cols)
-    masks: np.ndarray  # bool (N, rows, cols), segmenter grid
-    labels: np.ndarray  # bool (N,)
-
-    def digest(self) -> str:
-        """SHA-256 of the arrays: the data hash recorded in a model package."""
-        sha = hashlib.sha256()
-        for array in (self.classifier_inputs, self.segmenter_inputs, self.masks, self.labels):
-            sha.update(np.ascontiguousarray(array).tobytes())
-        return sha.hexdigest()
 
 
 def phantom_radiograph(
@@ -83,13 +64,15 @@ def phantom_radiograph(
 
 def _sample(job: tuple):
     seed, index, prevalence, sizes, classifier_size, segmenter_size, normalisation = job
-    radiograph, phantom, _ = phantom_radiograph(seed, index, prevalence=prevalence, sizes=sizes)
-    return (
-        prepare(radiograph.pixels, size=classifier_size, normalisation=normalisation),
-        prepare(radiograph.pixels, size=segmenter_size, normalisation=normalisation),
-        resize_mask(phantom.mask, segmenter_size),
-        phantom.positive,
+    radiograph, phantom, ds = phantom_radiograph(seed, index, prevalence=prevalence, sizes=sizes)
+    inputs = prepared(
+        radiograph.pixels,
+        phantom.mask,
+        classifier_size=classifier_size,
+        segmenter_size=segmenter_size,
+        normalisation=normalisation,
     )
+    return (*inputs, phantom.positive, radiograph.sop_instance_uid, str(ds.PatientID))
 
 
 def _parallel(jobs: list, worker, workers: int, label: str) -> Iterator:
@@ -113,19 +96,13 @@ def make_phantom_set(
     normalisation: Normalisation,
     sizes: tuple[int, int] = (512, 1024),
     workers: int = 2,
-) -> PhantomSet:
-    """Render ``images`` phantoms and prepare them as network inputs and targets."""
+) -> TrainingSet:
+    """Render ``images`` phantoms and prepare them as network inputs and targets.
+
+    Each phantom is its own patient (PatientID ``PHANTOM-<index>``).
+    """
     jobs = [
         (seed, i, prevalence, sizes, classifier_size, segmenter_size, normalisation)
         for i in range(images)
     ]
-    columns: tuple[list, list, list, list] = ([], [], [], [])
-    for sample in _parallel(jobs, _sample, workers, "phantoms"):
-        for column, value in zip(columns, sample, strict=True):
-            column.append(value)
-    return PhantomSet(
-        classifier_inputs=np.stack(columns[0]),
-        segmenter_inputs=np.stack(columns[1]),
-        masks=np.stack(columns[2]),
-        labels=np.asarray(columns[3], dtype=bool),
-    )
+    return replace(from_columns(_parallel(jobs, _sample, workers, "phantoms")), synthetic=True)

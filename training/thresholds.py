@@ -84,6 +84,7 @@ def search_operating_point(
                 best = (
                     score,
                     {
+                        "dice_on_positives": float(scores[labels].mean()) if labels.any() else None,
                         "classifier_threshold": ct,
                         "top_score": ts,
                         "min_area": ma,
@@ -103,7 +104,33 @@ def search_operating_point(
         "images": len(labels),
         "mean_dice": round(score, 4),
         "empty_baseline": round(empty_baseline(labels), 4),
+        "dice_on_positives": _round(chosen["dice_on_positives"]),
         "sensitivity": round(chosen["sensitivity"], 4),
         "specificity": round(chosen["specificity"], 4),
+        "min_sensitivity": min_sensitivity,
     }
     return op, summary
+
+
+def apply_operating_point(
+    op: OperatingPoint, *, probabilities: np.ndarray, maps: np.ndarray, masks: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per image: whether the cascade calls it positive at ``op``, and its Dice.
+
+    The same gates as :meth:`triage.cascade.Cascade.run` on the network grid.
+    """
+    positive = np.zeros(len(maps), dtype=bool)
+    dices = np.zeros(len(maps))
+    for i, (probability, prob_map, truth) in enumerate(
+        zip(probabilities, maps, masks, strict=True)
+    ):
+        found = np.zeros(truth.shape, dtype=bool)
+        if probability >= op.classifier_threshold:
+            found = low_res_mask(prob_map, op)
+        positive[i] = found.any()
+        dices[i] = dice(truth, found)
+    return positive, dices
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)

@@ -1,339 +1,306 @@
-"""A minimal trainer for the cascade on phantoms (the full subsystem is a later issue).
+"""Cross-validated training of the cascade, and the model package it exports.
 
-Trains the classifier on all images and the U-Net on positive images only (the
-dissertation's "one case" model), keeps the best epoch of each on a validation split,
-searches the operating point on that split, evaluates the finished package through the
-real cascade on phantoms from a seed never used in training, and writes a model package.
+Per fold (patients never split across folds): the classifier on all training images, the
+segmenter on positive images only (the dissertation's "one case" U-Net) and, for the
+comparison, a baseline segmenter on all images. Each network keeps its best epoch on an
+inner validation split carved from the training folds (grouped by patient too), so the
+held-out fold is touched only to predict it. The out-of-fold predictions of every image
+then choose the operating point and score the three ways of using the networks.
+
+The package is the ensemble of the fold models (no refit): its weights are the fold
+models' weights, its operating point the one found out of fold.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime
 import logging
-import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from monai import transforms as mt
-from monai.losses import DiceCELoss
 from tqdm import tqdm
 
 import triage
-from training.metrics import dice, roc_auc
-from training.phantom_data import PhantomSet, make_phantom_set
-from training.thresholds import search_operating_point
-from triage.models.networks import NetworkSpec, build_network
+from training.compare import compare
+from training.config import TrainConfig
+from training.fit import fit
+from training.folds import FoldItem, load_folds, make_folds, save_folds
+from training.metrics import roc_auc
+from training.stages import classifier_stage, predict, segmenter_stage
+from training.thresholds import apply_operating_point
+from training.trainset import TrainingSet
 from triage.models.package import ModelPackage, save_package
-from triage.preprocess import Normalisation
 
 log = logging.getLogger(__name__)
 
+STAGES = ("classifier", "segmenter", "baseline")
+
 
 @dataclass(frozen=True, kw_only=True)
-class QuickConfig:
-    """Settings of the minimal phantom trainer (defaults: the shipped package)."""
+class OutOfFold:
+    """Every image's predictions by the models of the fold that did not train on it."""
 
-    name: str = "ptx-phantom-cascade"
-    version: str = "0.1.0"
-    images: int = 1600
-    prevalence: float = 0.5
-    validation_fraction: float = 0.2
-    sizes: tuple[int, int] = (512, 1024)
-    segmenter_crop: tuple[int, int] = (256, 256)
-    classifier_epochs: int = 12
-    segmenter_epochs: int = 20
-    batch_size: int = 16
-    learning_rate: float = 3e-3
-    seed: int = 20261204
-    workers: int = 2
-    classifier: NetworkSpec = field(
-        default_factory=lambda: NetworkSpec(
-            architecture="DenseNet",
-            params={
-                "spatial_dims": 2,
-                "in_channels": 1,
-                "out_channels": 1,
-                "init_features": 16,
-                "growth_rate": 8,
-                "block_config": [2, 4, 6, 4],
-            },
-            input_size=(256, 256),
-            weights=("classifier.pt",),
-        )
-    )
-    segmenter: NetworkSpec = field(
-        default_factory=lambda: NetworkSpec(
-            architecture="UNet",
-            params={
-                "spatial_dims": 2,
-                "in_channels": 1,
-                "out_channels": 1,
-                "channels": [16, 32, 64, 128, 256],
-                "strides": [2, 2, 2, 2],
-                "num_res_units": 2,
-            },
-            input_size=(512, 512),
-            weights=("segmenter.pt",),
-        )
-    )
-    normalisation: Normalisation = field(default_factory=Normalisation)
+    fold: np.ndarray  # int (N,)
+    probabilities: np.ndarray  # float32 (N,)
+    maps: np.ndarray  # float16 (N, rows, cols): positives-only segmenter, flip-averaged
+    baseline_maps: np.ndarray | None  # float16, the all-images segmenter
+    milliseconds: dict[str, float]  # per image: classifier, segmenter (with flip), baseline
 
 
-def augmentation(seed: int, keys: Sequence[str], crop: tuple[int, int] | None = None) -> mt.Compose:
-    """Random flips, small affine changes and intensity changes.
+@dataclass(frozen=True, kw_only=True)
+class CrossValidation:
+    """What a cross-validated run produced, before export."""
 
-    With ``crop``, a patch of that size is cut first, centred on the pneumothorax three
-    times out of four (the U-Net is fully convolutional: it trains on patches and runs on
-    the whole image).
+    folds: list[FoldItem]
+    out_of_fold: OutOfFold
+    states: dict[str, list[dict[str, torch.Tensor]]]  # stage -> one state per fold
+    histories: dict[str, list[list[dict[str, float]]]]  # stage -> per fold, per epoch
+
+
+def assign_folds(data: TrainingSet, config: TrainConfig, saved: Path | None) -> list[FoldItem]:
+    """Folds read from ``saved`` when it exists (a resumed or repeated run), else made.
+
+    Raises
+    ------
+    ValueError
+        If the saved folds do not list exactly this dataset's images.
     """
-    keys = list(keys)
-    modes = tuple("nearest" if k == "mask" else "bilinear" for k in keys)
-    steps: list = []
-    if crop is not None:
-        steps.append(
-            mt.RandCropByPosNegLabeld(
-                keys, label_key="mask", spatial_size=crop, pos=3, neg=1, num_samples=1
+    if saved is not None and saved.exists():
+        items = load_folds(saved)
+        if [i.image_id for i in items] != list(data.image_ids):
+            raise ValueError(
+                f"{saved} lists other images than this dataset; delete it or pass other folds"
             )
-        )
-    steps += [
-        mt.RandFlipd(keys, prob=0.5, spatial_axis=1),
-        mt.RandAffined(
-            keys,
-            prob=0.7,
-            rotate_range=0.12,
-            scale_range=0.1,
-            translate_range=(12, 12),
-            mode=modes,
-            padding_mode="zeros",
-        ),
-        mt.RandAdjustContrastd(["image"], prob=0.3, gamma=(0.75, 1.35)),
-        mt.RandGaussianNoised(["image"], prob=0.3, std=0.03),
-    ]
-    chain = mt.Compose(steps)
-    chain.set_random_state(seed)
-    return chain
+        return items
+    return make_folds(
+        data.image_ids, data.patient_ids, data.labels, folds=config.folds, seed=config.seed
+    )
 
 
-def _batches(indices: np.ndarray, batch_size: int, rng: np.random.Generator):
-    order = rng.permutation(indices)
-    for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]
+def inner_split(
+    data: TrainingSet, train: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split a fold's training images into fitting and validation sets, grouped by patient."""
+    patients = len({data.patient_ids[i] for i in train})
+    if patients < 2:
+        raise ValueError("a fold's training images come from one patient: use fewer folds")
+    parts = min(max(2, round(1 / fraction)), patients)
+    items = make_folds(
+        [data.image_ids[i] for i in train],
+        [data.patient_ids[i] for i in train],
+        data.labels[train],
+        folds=parts,
+        seed=seed,
+    )
+    inner = np.array([item.fold == 0 for item in items])
+    return train[~inner], train[inner]
 
 
-def _augmented(images: np.ndarray, masks: np.ndarray | None, batch: np.ndarray, augment):
-    """Augment the images (and masks) of ``batch``; returns tensors (B, 1, rows, cols)."""
-    out_images, out_masks = [], []
-    for i in batch:
-        sample = {"image": images[i][None]}
-        if masks is not None:
-            sample["mask"] = masks[i][None].astype(np.float32)
-        out = augment(sample)
-        out = out[0] if isinstance(out, list) else out
-        out_images.append(torch.as_tensor(np.asarray(out["image"]), dtype=torch.float32))
-        if masks is not None:
-            out_masks.append(torch.as_tensor(np.asarray(out["mask"]), dtype=torch.float32))
-    return torch.stack(out_images), (torch.stack(out_masks) if out_masks else None)
-
-
-def _fit(
-    net: torch.nn.Module,
+def cross_validate(
+    data: TrainingSet,
+    config: TrainConfig,
     *,
-    batches: Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor | None]],
-    train: np.ndarray,
-    epochs: int,
-    config: QuickConfig,
-    loss_of: Callable[
-        [torch.nn.Module, torch.Tensor, torch.Tensor | None, np.ndarray], torch.Tensor
-    ],
-    score: Callable[[torch.nn.Module], float],
-    label: str,
-) -> tuple[torch.nn.Module, list[dict[str, float]]]:
-    """Train ``net`` and return the state of the epoch with the best validation score."""
-    rng = np.random.default_rng(config.seed)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=1e-4)
-    steps = epochs * math.ceil(len(train) / config.batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=config.learning_rate, total_steps=steps, pct_start=0.15
-    )
-    best, best_score, history = copy.deepcopy(net.state_dict()), -math.inf, []
-    for epoch in range(1, epochs + 1):
-        net.train()
-        losses = []
-        bar = tqdm(list(_batches(train, config.batch_size, rng)), desc=f"{label} {epoch}/{epochs}")
-        for batch in bar:
-            images, masks = batches(batch)
-            loss = loss_of(net, images, masks, batch)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        net.eval()
-        value = score(net)
-        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "validation": value})
-        tqdm.write(f"{label} epoch {epoch}: loss {np.mean(losses):.4f}  validation {value:.4f}")
-        if value > best_score:
-            best, best_score = copy.deepcopy(net.state_dict()), value
-    net.load_state_dict(best)
-    return net.eval(), history
-
-
-def predict(net: torch.nn.Module, inputs: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Sigmoid outputs of ``net`` for a stack of inputs (N, rows, cols)."""
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(inputs), batch_size):
-            batch = torch.from_numpy(inputs[start : start + batch_size])[:, None]
-            out.append(torch.sigmoid(net(batch)).numpy())
-    return np.concatenate(out)
-
-
-def predict_flip(net: torch.nn.Module, inputs: np.ndarray) -> np.ndarray:
-    """U-Net probability maps with horizontal-flip averaging, as the cascade computes them."""
-    plain = predict(net, inputs, batch_size=8)[:, 0]
-    flipped = predict(net, np.ascontiguousarray(inputs[:, :, ::-1]), batch_size=8)[:, 0, :, ::-1]
-    return (plain + flipped) / 2
-
-
-def train_classifier(data: PhantomSet, train: np.ndarray, valid: np.ndarray, config: QuickConfig):
-    """Classifier on all training images; best epoch by validation AUC."""
-    torch.manual_seed(config.seed)
-    net = build_network(config.classifier)
-    positives = max(int(data.labels[train].sum()), 1)
-    weight = torch.tensor((len(train) - positives) / positives)
-    criterion = torch.nn.BCEWithLogitsLoss(pos_weight=weight)
-    labels = torch.from_numpy(data.labels.astype(np.float32))
-    augment = augmentation(config.seed, ["image"])
-
-    def loss_of(net, images, masks, batch):
-        return criterion(net(images).reshape(-1), labels[batch])
-
-    def score(net):
-        scores = predict(net, data.classifier_inputs[valid]).reshape(-1)
-        return roc_auc(data.labels[valid], scores)
-
-    return _fit(
-        net,
-        batches=lambda batch: _augmented(data.classifier_inputs, None, batch, augment),
-        train=train,
-        epochs=config.classifier_epochs,
-        config=config,
-        loss_of=loss_of,
-        score=score,
-        label="classifier",
+    checkpoints: Path,
+    resume: bool = False,
+    device: str | torch.device = "cpu",
+) -> CrossValidation:
+    """Train every fold's networks and predict the held-out fold with them."""
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    folds = assign_folds(data, config, checkpoints / "folds.csv" if resume else None)
+    save_folds(folds, checkpoints / "folds.csv")
+    fold_of = np.array([item.fold for item in folds])
+    stages = STAGES if config.baseline else STAGES[:2]
+    states: dict[str, list] = {s: [] for s in stages}
+    histories: dict[str, list] = {s: [] for s in stages}
+    n = len(data)
+    probabilities = np.zeros(n, dtype=np.float32)
+    maps = np.zeros(data.masks.shape, dtype=np.float16)
+    baseline_maps = np.zeros(data.masks.shape, dtype=np.float16) if config.baseline else None
+    seconds = dict.fromkeys(stages, 0.0)
+    for k in range(config.folds):
+        held_out = np.flatnonzero(fold_of == k)
+        train, valid = inner_split(
+            data, np.flatnonzero(fold_of != k), config.inner_validation, config.seed + k
+        )
+        for stage_name in stages:
+            net, history = _fit_stage(
+                stage_name, data, train, valid, config, k, checkpoints, resume, device
+            )
+            states[stage_name].append({n_: t.cpu() for n_, t in net.state_dict().items()})
+            histories[stage_name].append(history)
+            started = time.perf_counter()
+            if stage_name == "classifier":
+                out = predict(net, data.classifier_inputs[held_out], device=device)
+                probabilities[held_out] = out.reshape(-1)
+            else:
+                out = predict(net, data.segmenter_inputs[held_out], device=device, flip=True)
+                target = maps if stage_name == "segmenter" else baseline_maps
+                assert target is not None
+                target[held_out] = out[:, 0]
+            seconds[stage_name] += time.perf_counter() - started
+    return CrossValidation(
+        folds=folds,
+        out_of_fold=OutOfFold(
+            fold=fold_of,
+            probabilities=probabilities,
+            maps=maps,
+            baseline_maps=baseline_maps,
+            milliseconds={s: round(1000 * v / n, 3) for s, v in seconds.items()},
+        ),
+        states=states,
+        histories=histories,
     )
 
 
-def train_segmenter(data: PhantomSet, train: np.ndarray, valid: np.ndarray, config: QuickConfig):
-    """U-Net on positive training images only; best epoch by validation Dice on positives."""
-    torch.manual_seed(config.seed + 1)
-    net = build_network(config.segmenter)
-    criterion = DiceCELoss(sigmoid=True, batch=True)
-    train_pos = train[data.labels[train]]
-    valid_pos = valid[data.labels[valid]]
-    augment = augmentation(config.seed + 1, ["image", "mask"], crop=config.segmenter_crop)
-
-    def loss_of(net, images, masks, batch):
-        return criterion(net(images), masks)
-
-    def score(net):
-        maps = predict(net, data.segmenter_inputs[valid_pos], batch_size=8)[:, 0]
-        truths = data.masks[valid_pos]
-        return float(np.mean([dice(m, p > 0.5) for m, p in zip(truths, maps, strict=True)]))
-
-    return _fit(
-        net,
-        batches=lambda batch: _augmented(data.segmenter_inputs, data.masks, batch, augment),
-        train=train_pos,
-        epochs=config.segmenter_epochs,
-        config=config,
-        loss_of=loss_of,
-        score=score,
-        label="segmenter",
+def _fit_stage(name, data, train, valid, config, k, checkpoints, resume, device):
+    label = f"fold {k + 1}/{config.folds} {name}"
+    seed = config.seed + 100 * k + STAGES.index(name)
+    if name == "classifier":
+        settings = config.classifier
+        stage = classifier_stage(
+            data, train, valid, settings, seed=seed, label=label, device=device
+        )
+    else:
+        settings = config.segmenter
+        if name == "baseline":
+            settings = replace(settings, positive_fraction=None)
+        stage = segmenter_stage(
+            data,
+            train,
+            valid,
+            settings,
+            seed=seed,
+            label=label,
+            positives_only=name == "segmenter",
+            device=device,
+        )
+    return fit(
+        stage,
+        settings,
+        seed=seed,
+        checkpoint=checkpoints / f"fold{k + 1}-{name}.pt",
+        resume=resume,
+        device=device,
+        mixed_precision=config.mixed_precision,
     )
 
 
-def split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified split of image indices into training and validation."""
-    rng = np.random.default_rng(seed)
-    train: list[int] = []
-    valid: list[int] = []
-    for value in (False, True):
-        idx = rng.permutation(np.flatnonzero(labels == value))
-        cut = round(len(idx) * fraction)
-        valid.extend(idx[:cut])
-        train.extend(idx[cut:])
-    return np.sort(np.asarray(train)), np.sort(np.asarray(valid))
+def out_of_fold_metrics(
+    data: TrainingSet, result: CrossValidation, *, min_sensitivity: float = 0.0
+) -> dict[str, Any]:
+    """Classifier AUC, the operating point, and the comparison of the three designs."""
+    oof = result.out_of_fold
+    both = data.labels.any() and (~data.labels).any()
+    comparison = compare(
+        labels=data.labels,
+        probabilities=oof.probabilities,
+        maps=oof.maps,
+        baseline_maps=oof.baseline_maps,
+        masks=data.masks,
+        milliseconds=oof.milliseconds,
+        min_sensitivity=min_sensitivity,
+    )
+    op = comparison["operating_point"]
+    positive, dices = apply_operating_point(
+        op, probabilities=oof.probabilities, maps=oof.maps, masks=data.masks
+    )
+    per_fold = []
+    for k in range(int(oof.fold.max()) + 1):
+        members = oof.fold == k
+        labels = data.labels[members]
+        per_fold.append(
+            {
+                "fold": k + 1,
+                "images": int(members.sum()),
+                "positives": int(labels.sum()),
+                "mean_dice": round(float(dices[members].mean()), 4),
+                "classifier_auc": round(roc_auc(labels, oof.probabilities[members]), 4)
+                if labels.any() and (~labels).any()
+                else None,
+            }
+        )
+    return {
+        "images": len(data),
+        "positives": int(data.labels.sum()),
+        "classifier_auc": round(roc_auc(data.labels, oof.probabilities), 4) if both else None,
+        "cascade": comparison["rows"][-1],
+        "comparison": comparison["rows"],
+        "per_fold": per_fold,
+        "operating_point": op.to_json(),
+        "per_image": {"positive": positive, "dice": dices},
+    }
 
 
-def train_package(out: Path, config: QuickConfig, *, command: str = "") -> ModelPackage:
-    """Train both stages on phantoms and write the model package to ``out``."""
-    started = time.perf_counter()
-    data = make_phantom_set(
-        images=config.images,
-        seed=config.seed,
-        prevalence=config.prevalence,
-        classifier_size=config.classifier.input_size,
-        segmenter_size=config.segmenter.input_size,
-        normalisation=config.normalisation,
-        sizes=config.sizes,
-        workers=config.workers,
+def export_package(
+    out: Path,
+    data: TrainingSet,
+    config: TrainConfig,
+    result: CrossValidation,
+    metrics: dict[str, Any],
+    *,
+    dataset: dict[str, Any],
+    started: float,
+    command: str = "",
+) -> ModelPackage:
+    """Write the fold ensemble, the out-of-fold operating point and the metrics as a package."""
+    from triage.postprocess import OperatingPoint
+
+    k = config.folds
+    classifier = replace(
+        config.classifier.network, weights=tuple(f"classifier-fold{i + 1}.pt" for i in range(k))
     )
-    train, valid = split(data.labels, config.validation_fraction, config.seed)
-    classifier, cls_history = train_classifier(data, train, valid, config)
-    segmenter, seg_history = train_segmenter(data, train, valid, config)
-    probabilities = predict(classifier, data.classifier_inputs[valid]).reshape(-1)
-    maps = predict_flip(segmenter, data.segmenter_inputs[valid])
-    operating_point, search = search_operating_point(
-        labels=data.labels[valid], probabilities=probabilities, maps=maps, masks=data.masks[valid]
+    segmenter = replace(
+        config.segmenter.network, weights=tuple(f"segmenter-fold{i + 1}.pt" for i in range(k))
     )
+    synthetic = bool(dataset.get("synthetic"))
+    what = "SYNTHETIC PHANTOMS" if synthetic else f"the {dataset['dataset']} data"
     package = ModelPackage(
         path=Path(out),
         name=config.name,
         version=config.version,
         description=(
-            "Classifier + positives-only U-Net cascade trained on SYNTHETIC PHANTOMS by "
-            "`triage train --dataset phantoms`. It has never seen a real radiograph: "
-            "NOT FOR CLINICAL USE."
+            f"Classifier + positives-only U-Net cascade, {k}-fold ensemble, trained on {what} "
+            f"by `triage train` ({config.description}). "
+            + (
+                "It has never seen a real radiograph: NOT FOR CLINICAL USE."
+                if synthetic
+                else "A research model: NOT FOR CLINICAL USE."
+            )
         ),
-        classifier=config.classifier,
-        segmenter=config.segmenter,
+        classifier=classifier,
+        segmenter=segmenter,
         normalisation=config.normalisation,
-        operating_point=operating_point,
+        operating_point=OperatingPoint.from_json(metrics["operating_point"]),
         training={
-            "dataset": "phantoms",
-            "synthetic": True,
+            **dataset,
+            "synthetic": synthetic,
             "research": True,
-            "images": len(data.labels),
+            "images": len(data),
             "positives": int(data.labels.sum()),
-            "seed": config.seed,
+            "skipped": len(data.skipped),
+            "folds": k,
             "data_hash": f"sha256:{data.digest()}",
             "triage_version": triage.__version__,
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - started, 1),
             "command": command,
-            "config": _jsonable(asdict(config)),
+            "config": config.to_json(),
         },
-        metrics={
-            "validation": search,
-            "classifier_history": cls_history,
-            "segmenter_history": seg_history,
-        },
+        metrics={"out_of_fold": {k_: v for k_, v in metrics.items() if k_ != "per_image"}},
     )
-    save_package(
-        package,
-        {
-            config.classifier.weights[0]: classifier.state_dict(),
-            config.segmenter.weights[0]: segmenter.state_dict(),
-        },
-    )
+    weights = {}
+    for i in range(k):
+        weights[classifier.weights[i]] = result.states["classifier"][i]
+        weights[segmenter.weights[i]] = result.states["segmenter"][i]
+    for stale in Path(out).glob("*.pt"):
+        if stale.name not in weights:
+            stale.unlink()
+    save_package(package, weights)
+    tqdm.write(f"model package written to {package.path}")
     return package
 
 
@@ -344,13 +311,3 @@ def with_metrics(package: ModelPackage, held_out: dict[str, Any]) -> ModelPackag
     updated = replace(package, metrics=metrics)
     save_package(updated, {})
     return updated
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float | int | str | bool) or value is None:
-        return value
-    return str(value)

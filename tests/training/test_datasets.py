@@ -151,6 +151,9 @@ def test_evaluate_command_scores_a_dataset(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert printed == saved and saved["images"] == 12
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "extra.png" in report and "roc.png" in report
+    assert (tmp_path / "out" / "example-1.png").is_file()
     assert saved["mean_dice"] >= saved["empty_baseline"]  # the bundled package helps here
     assert main(["evaluate", "--dataset", "dicom-seg"]) == 2
     assert "needs --data" in capsys.readouterr().err

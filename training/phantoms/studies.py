@@ -256,6 +256,11 @@ def write_siim_png(
     train, masks = Path(out_dir) / "train", Path(out_dir) / "masks"
     train.mkdir(parents=True, exist_ok=True)
     masks.mkdir(parents=True, exist_ok=True)
+    (Path(out_dir) / "PHANTOMS.txt").write_text(
+        f"Synthetic chest phantoms (seed {seed}) written by `triage synth --siim-png`.\n"
+        "Not radiographs of people: a model trained on them is marked synthetic.\n",
+        encoding="utf-8",
+    )
     ids = []
     for index in range(images):
         rng = np.random.default_rng([seed, index])
