@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install the Debian programs the tests use as real peers (dcmtk, dicom3tools, orthanc,
-# postgresql).
+# postgresql, chromium for the browser test).
 # As root: installs what is missing. Otherwise: says which tests will be skipped.
 set -euo pipefail
-declare -A package_of=([storescu]=dcmtk [dcmcjpeg]=dcmtk [dciodvfy]=dicom3tools [Orthanc]=orthanc)
+declare -A package_of=([storescu]=dcmtk [dcmcjpeg]=dcmtk [dciodvfy]=dicom3tools [Orthanc]=orthanc
+  [chromium]=chromium)
 missing=()
 for tool in "${!package_of[@]}"; do
   PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("${package_of[$tool]}")

@@ -113,6 +113,59 @@ def _add_service_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_web_options(parser: argparse.ArgumentParser, *, optional: bool = True) -> None:
+    if optional:
+        parser.add_argument("--no-web", action="store_true", help="do not serve the web page")
+    _option(parser, "web-host", default="127.0.0.1", help="address the web page binds")
+    _option(parser, "web-port", default=8080, type=int, help="port of the web page")
+    parser.add_argument(
+        "--web-user",
+        action="append",
+        default=_env_list("web-user"),
+        metavar="NAME:HASH",
+        help="a reader allowed in, with a password hash from `triage hash-password` "
+        "(repeatable; needed to bind beyond loopback) [env: TRIAGE_WEB_USER, comma-separated]",
+    )
+    _option(
+        parser,
+        "trusted-proxy-header",
+        default=None,
+        help="header in which a trusted reverse proxy names the logged-in reader "
+        "(e.g. X-Remote-User); the proxy must be the only way in",
+    )
+
+
+def _add_notify_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--webhook",
+        action="append",
+        default=_env_list("webhook"),
+        metavar="URL",
+        help="POST a JSON message here when a study turns positive (repeatable) "
+        "[env: TRIAGE_WEBHOOK, comma-separated]",
+    )
+    _option(
+        parser,
+        "notify-priority",
+        default=50.0,
+        type=float,
+        help="notify only positives of at least this priority (50-100)",
+    )
+
+
+def _access(args: argparse.Namespace):
+    """The web page's access settings from the options (raises AccessError)."""
+    from service.web.access import Access
+
+    users = {}
+    for entry in args.web_user:
+        name, sep, stored = entry.partition(":")
+        if not sep or not name or not stored:
+            raise ValueError(f"--web-user wants NAME:HASH, got {entry!r}")
+        users[name] = stored
+    return Access(host=args.web_host, users=users, proxy_header=args.trusted_proxy_header)
+
+
 def _env_list(name: str) -> list[str]:
     value = _env(name)
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
@@ -202,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Ctrl-C or SIGTERM: the current job finishes first.",
     )
     _add_service_options(serve)
+    _add_web_options(serve)
+    _add_notify_options(serve)
     _add_model_options(serve)
     _option(serve, "workers", default=1, type=int, help="worker threads running the cascade")
     serve.set_defaults(func=cmd_serve, lease_seconds=300.0, listen=True)
@@ -213,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
         "elsewhere (`triage work`) on a shared database.",
     )
     _add_service_options(listen)
+    _add_web_options(listen)
+    _add_notify_options(listen)
     listen.set_defaults(
         func=cmd_serve,
         workers=0,
@@ -259,7 +316,44 @@ def build_parser() -> argparse.ArgumentParser:
         max_associations=10,
         max_pdu=0,
         network_timeout=60.0,
+        no_web=True,
+        webhook=[],
+        notify_priority=50.0,
     )
+
+    web = sub.add_parser(
+        "web",
+        help="serve only the worklist page and its JSON API",
+        description="The web page of `triage serve` on its own, over an existing data folder "
+        "(for example on another port, or while the service runs elsewhere on a shared "
+        "database). Loopback needs no login; any other address needs --web-user or "
+        "--trusted-proxy-header.",
+    )
+    _add_config_option(web)
+    _option(web, "data-dir", default="triage-data", help="the service's data folder")
+    _add_web_options(web, optional=False)
+    web.set_defaults(func=cmd_web)
+
+    export = sub.add_parser(
+        "feedback-export",
+        help="write the cases readers confirmed or corrected as training data",
+        description="Copy each study with feedback as image + SEG pairs (a corrected SEG "
+        "wins; 'agree' keeps our SEG; 'false positive' makes the image negative; 'missed' "
+        "and 'wrong extent' without a corrected SEG are left out and named). Train on it "
+        "with `triage train --dataset dicom-seg --data OUT`, or in one step with "
+        "`triage train --dataset feedback --data-dir D`.",
+    )
+    _option(export, "data-dir", default="triage-data", help="the service's data folder")
+    export.add_argument("--out", required=True, help="folder to write")
+    export.set_defaults(func=cmd_feedback_export)
+
+    password = sub.add_parser(
+        "hash-password",
+        help="make a password hash for --web-user",
+        description="Read a password (twice, without echo) and print the PBKDF2-SHA256 hash "
+        "to put after NAME: in --web-user or in the settings file's web-user list.",
+    )
+    password.set_defaults(func=cmd_hash_password)
 
     worklist = sub.add_parser(
         "worklist",
@@ -288,7 +382,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="../shared/data/real",
         help="folder of real sample DICOM files to send too, if present",
     )
-    demo.add_argument("--keep", action="store_true", help="keep serving after the demo")
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep serving after the demo, so the worklist page can be opened in a browser",
+    )
+    demo.add_argument(
+        "--web-port", type=int, default=8080, help="port of the worklist page (default 8080)"
+    )
     demo.set_defaults(func=cmd_demo)
 
     evaluate = sub.add_parser(
@@ -363,12 +464,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     """``triage train``."""
     from training.cli import run_train
 
+    if args.dataset == "feedback":
+        if not args.data_dir:
+            print("triage train: --dataset feedback needs --data-dir D", file=sys.stderr)
+            return 2
+        export = Path(args.out).with_name(Path(args.out).name + "-feedback-data")
+        summary = _export_feedback(Path(args.data_dir), export)
+        if summary is None:
+            return 2
+        args.dataset, args.data, args.unlabelled_are_negative = "dicom-seg", str(export), True
+
     return run_train(args)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``triage serve``."""
     from service.listener import ListenerSettings
+    from service.notify import WebhookSettings
     from service.serve import Service, ServiceSettings
 
     settings = ServiceSettings(
@@ -393,8 +505,97 @@ def cmd_serve(args: argparse.Namespace) -> int:
         lease_seconds=args.lease_seconds,
         listen=args.listen,
         retention_days=args.retention_days,
+        access=None if getattr(args, "no_web", True) else _access(args),
+        web_port=getattr(args, "web_port", 8080),
+        webhooks=WebhookSettings(
+            urls=tuple(args.webhook),
+            min_priority=args.notify_priority,
+            page_url=None
+            if getattr(args, "no_web", True)
+            else f"http://{args.web_host}:{args.web_port}",
+        ),
     )
-    Service(settings).serve_forever()
+    service = Service(settings)
+    if service.web is not None:
+        print(f"worklist page: {service.web.url}", file=sys.stderr)
+    service.serve_forever()
+    return 0
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    """``triage web``."""
+    import signal
+    import threading
+
+    from service.db.engine import make_engine, make_sessionmaker, sqlite_url
+    from service.db.migrate import upgrade
+    from service.web.server import WebServer
+
+    access = _access(args)
+    data_dir = Path(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(sqlite_url(data_dir / "triage.db"))
+    upgrade(engine)
+    server = WebServer(
+        sessions=make_sessionmaker(engine), data_dir=data_dir, access=access, port=args.web_port
+    ).start()
+    print(f"worklist page: {server.url}", file=sys.stderr)
+    done = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: done.set())
+    done.wait()
+    server.stop()
+    engine.dispose()
+    return 0
+
+
+def _export_feedback(data_dir: Path, out: Path):
+    """Export the labelled cases of ``data_dir`` to ``out``; None (and a message) if none."""
+    import shutil
+
+    from service.db.engine import make_engine, make_sessionmaker, sqlite_url
+    from service.feedback import export_training_set
+
+    database = data_dir / "triage.db"
+    if not database.is_file():
+        print(f"no service database at {database}", file=sys.stderr)
+        return None
+    shutil.rmtree(out, ignore_errors=True)
+    engine = make_engine(sqlite_url(database))
+    with make_sessionmaker(engine)() as session:
+        summary = export_training_set(session, data_dir, out)
+    engine.dispose()
+    for uid, reason in summary.skipped:
+        print(f"left out study {uid}: {reason}", file=sys.stderr)
+    print(
+        f"exported {summary.images} image(s), {summary.with_mask} SEG(s) to {out}",
+        file=sys.stderr,
+    )
+    if not summary.images:
+        print("no confirmed or corrected cases to learn from yet", file=sys.stderr)
+        return None
+    return summary
+
+
+def cmd_feedback_export(args: argparse.Namespace) -> int:
+    """``triage feedback-export``."""
+    return 0 if _export_feedback(Path(args.data_dir), Path(args.out)) is not None else 2
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    """``triage hash-password``."""
+    import getpass
+
+    from service.web.access import hash_password
+
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            print("triage hash-password: the two passwords differ", file=sys.stderr)
+            return 2
+    else:
+        first = sys.stdin.readline().rstrip("\n")
+    print(hash_password(first))
     return 0
 
 
@@ -422,7 +623,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """``triage demo``."""
     from service.demo import run_demo
 
-    return run_demo(Path(args.out), shared_real=Path(args.shared_real), keep=args.keep)
+    return run_demo(
+        Path(args.out), shared_real=Path(args.shared_real), keep=args.keep, web_port=args.web_port
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -439,7 +642,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-CONFIGURABLE = ("serve", "listen", "work", "worklist")
+CONFIGURABLE = ("serve", "listen", "work", "worklist", "web")
 
 
 def apply_config(parser: argparse.ArgumentParser, path: str) -> None:
@@ -496,7 +699,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (TriageError, FileNotFoundError, ValueError) as exc:
+    except (TriageError, FileNotFoundError, ValueError, OSError) as exc:
         print(f"triage {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

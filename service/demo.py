@@ -3,13 +3,17 @@
 Starts ``triage serve`` in-process on embedded defaults (SQLite in a fresh data folder, the
 bundled model package, free local ports), plays the modality by sending phantom studies
 (and the real sample images when present) over C-STORE, receives the SEGs at a local
-storage SCP standing in for PACS, then prints the worklist and, per study, the time from
-its last image acknowledged to its SEG received by the PACS.
+storage SCP standing in for PACS, receives the webhook messages at a local HTTP stand-in,
+then prints the worklist and, per study, the time from its last image acknowledged to its
+SEG received by the PACS. The worklist page is served on 127.0.0.1 (``--keep`` leaves it
+running for a browser).
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.server
+import json
 import logging
 import shutil
 import threading
@@ -22,7 +26,9 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import SegmentationStorage  # type: ignore[attr-defined]
 
 from service.listener import ListenerSettings
+from service.notify import WebhookSettings
 from service.serve import Service, ServiceSettings
+from service.web.access import Access
 from service.worklist import format_worklist, worklist
 
 log = logging.getLogger(__name__)
@@ -110,22 +116,75 @@ def demo_studies(folder: Path, shared_real: Path | None) -> dict[str, list[Path]
     return studies
 
 
-def run_demo(out: Path, *, shared_real: Path | None, keep: bool, timeout: float = 300.0) -> int:
-    """Run the demo; returns a process exit status."""
-    if out.exists():
-        shutil.rmtree(out)
-    pacs = PacsStandIn(folder=out / "pacs")
-    service = Service(
-        ServiceSettings(
+class WebhookStandIn:
+    """An HTTP server on loopback that keeps every JSON message POSTed to it."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict] = []
+        messages = self.messages
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                messages.append(json.loads(self.rfile.read(length) or b"{}"))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        """Where to POST."""
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _service(out: Path, pacs: PacsStandIn, hook: WebhookStandIn, web_port: int) -> Service:
+    def settings(port: int) -> ServiceSettings:
+        return ServiceSettings(
             data_dir=out / "data",
             listener=ListenerSettings(port=0),
             destinations=(pacs.destination,),
             stable_age=5.0,
+            access=Access(host="127.0.0.1"),
+            web_port=port,
+            webhooks=WebhookSettings(urls=(hook.url,), page_url=f"http://127.0.0.1:{port}"),
         )
-    ).start()
+
+    try:
+        return Service(settings(web_port))
+    except OSError:  # the port is taken: any free one will do for a demo
+        print(f"port {web_port} is busy; the worklist page gets a free port instead")
+        return Service(settings(0))
+
+
+def run_demo(
+    out: Path,
+    *,
+    shared_real: Path | None,
+    keep: bool,
+    timeout: float = 300.0,
+    web_port: int = 8080,
+) -> int:
+    """Run the demo; returns a process exit status."""
+    if out.exists():
+        shutil.rmtree(out)
+    pacs = PacsStandIn(folder=out / "pacs")
+    hook = WebhookStandIn()
+    service = _service(out, pacs, hook, web_port).start()
+    assert service.web is not None
     print(
         f"triage serve listening as TRIAGE on 127.0.0.1:{service.listener.port}; "
-        f"PACS stand-in {pacs.destination}; data in {out / 'data'}"
+        f"PACS stand-in {pacs.destination}; data in {out / 'data'}\n"
+        f"worklist page: {service.web.url}"
     )
     try:
         studies = demo_studies(out / "modality", shared_real)
@@ -138,14 +197,29 @@ def run_demo(out: Path, *, shared_real: Path | None, keep: bool, timeout: float 
         print(format_worklist(rows))
         print()
         _print_latencies(rows, sent_at, pacs)
+        notified = _wait_notified(hook, rows, timeout=30.0)
+        print(f"webhook: {len(hook.messages)} message(s) for {notified} positive study(ies)")
         if keep:
-            print("\n--keep: still serving; press Ctrl-C to stop")
+            print(
+                f"\n--keep: still serving; open {service.web.url} in a browser, "
+                "press Ctrl-C to stop"
+            )
             with contextlib.suppress(KeyboardInterrupt):
                 threading.Event().wait()
     finally:
         service.stop()
         pacs.stop()
+        hook.stop()
     return 0 if all(r["state"] in FINISHED for r in rows) else 1
+
+
+def _wait_notified(hook: WebhookStandIn, rows: list[dict], timeout: float) -> int:
+    """Wait until every positive study's webhook message arrived; returns how many should."""
+    expected = sum(1 for r in rows if r["state"] == "positive" and r["priority"] >= 50.0)
+    deadline = time.monotonic() + timeout
+    while len(hook.messages) < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return expected
 
 
 def _wait(service: Service, count: int, timeout: float) -> list[dict]:

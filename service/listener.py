@@ -25,6 +25,7 @@ from pydicom.uid import (
     DigitalXRayImageStorageForPresentation,
     DigitalXRayImageStorageForProcessing,
     SecondaryCaptureImageStorage,
+    SegmentationStorage,
 )
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.dimse_primitives import C_STORE
@@ -34,7 +35,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db.models import Association, Instance, Study, StudyState, utcnow
+from service.db.models import Association, Instance, Result, Study, StudyState, utcnow
+from service.feedback import feedback_folder, record_correction, referenced_images
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ STORAGE_CLASSES = (
     DigitalXRayImageStorageForPresentation,
     DigitalXRayImageStorageForProcessing,
     SecondaryCaptureImageStorage,
+    SegmentationStorage,  # corrected SEGs sent back by readers: feedback, not studies
 )
 
 
@@ -131,6 +134,7 @@ class StoreHandler:
     """The C-STORE handler: durable file, committed row, then Success."""
 
     def __init__(self, data_dir: Path, sessions: sessionmaker[Session]) -> None:
+        self.data_dir = Path(data_dir)
         self.inbox = Path(data_dir) / "inbox"
         self.inbox.mkdir(parents=True, exist_ok=True)
         self.sessions = sessions
@@ -153,6 +157,8 @@ class StoreHandler:
             return Status.CANNOT_UNDERSTAND
         if str(dataset.get("SOPInstanceUID", sop_uid)) != sop_uid:
             return Status.DATA_SET_DOES_NOT_MATCH
+        if str(request.AffectedSOPClassUID) == SegmentationStorage:
+            return self._store_seg(event, dataset, sop_uid)
         folder = self.inbox / study_uid
         target = folder / f"{sop_uid}.dcm"
         payload = event.encoded_dataset()
@@ -170,6 +176,43 @@ class StoreHandler:
                     target.unlink(missing_ok=True)
                 raise
         log.info("stored %s of study %s (%d bytes)", sop_uid, study_uid, len(payload))
+        return Status.SUCCESS
+
+    def _store_seg(self, event: evt.Event, dataset: Dataset, sop_uid: str) -> int:
+        """A SEG of an image we hold is a reader's correction: keep it as feedback."""
+        referenced = [uid for uid in referenced_images(dataset) if UID_PATTERN.match(uid)]
+        with self.sessions() as session:
+            if session.scalar(select(Result.id).where(Result.seg_sop_instance_uid == sop_uid)):
+                log.info("SEG %s is one of ours coming back: acknowledged, not stored", sop_uid)
+                return Status.SUCCESS
+            row = session.execute(
+                select(Instance.sop_instance_uid, Study.id, Study.study_instance_uid)
+                .join(Study, Study.id == Instance.study_id)
+                .where(Instance.sop_instance_uid.in_(referenced))
+            ).first()
+        if row is None:
+            log.warning("refused SEG %s: it references no image we hold", sop_uid)
+            return Status.CANNOT_UNDERSTAND
+        folder = feedback_folder(self.data_dir, row.study_instance_uid) / "corrected"
+        target = folder / f"{sop_uid}.dcm"
+        with self._locks[hash(sop_uid) % len(self._locks)]:
+            created = _write_durably(folder, target, event.encoded_dataset())
+            try:
+                with self.sessions() as session:
+                    record_correction(
+                        session,
+                        self.data_dir,
+                        study_id=row.id,
+                        sop_instance_uid=row.sop_instance_uid,
+                        seg_path=target,
+                        reader=str(event.assoc.requestor.ae_title).strip(),
+                    )
+                    session.commit()
+            except SQLAlchemyError:
+                if created:
+                    target.unlink(missing_ok=True)
+                raise
+        log.info("corrected SEG %s for image %s kept as feedback", sop_uid, row.sop_instance_uid)
         return Status.SUCCESS
 
     def _record(

@@ -21,8 +21,11 @@ from service.db import queue
 from service.db.engine import make_engine, make_sessionmaker, sqlite_url
 from service.db.migrate import upgrade
 from service.listener import Listener, ListenerSettings
+from service.notify import Notifier, WebhookSettings
 from service.scheduler import purge_finished, settle_studies, write_heartbeat
 from service.sender import Destination, Sender
+from service.web.access import Access
+from service.web.server import WebServer
 from service.worker import Worker
 from triage.cascade import Cascade
 from triage.models.package import default_package_path, load_package
@@ -55,6 +58,9 @@ class ServiceSettings:
     database_url: str | None = None
     listen: bool = True  # run the listener and the periodic tasks (``triage listen``)
     retention_days: float = 7.0
+    access: Access | None = None  # the web page's; None: no web page
+    web_port: int = 8080
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     def __post_init__(self) -> None:
         for destination in self.destinations:
@@ -81,6 +87,15 @@ class Service:
         self.sessions = make_sessionmaker(self.engine)
         self.listener = Listener(settings.listener, settings.data_dir, self.sessions)
         self.sender = Sender(self.sessions, calling_ae=settings.listener.ae_title)
+        self.notifier = Notifier(self.sessions, settings.webhooks)
+        self.web: WebServer | None = None
+        if settings.listen and settings.access is not None:
+            self.web = WebServer(
+                sessions=self.sessions,
+                data_dir=settings.data_dir,
+                access=settings.access,
+                port=settings.web_port,
+            )
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -130,12 +145,20 @@ class Service:
             (self.sender.send_due, 1.0),
             (self._purge, 3600.0),
             (lambda: write_heartbeat(self.settings.data_dir), 10.0),
+            (self._notify, 1.0),
         )
         for task, seconds in tasks:
             self.scheduler.add_job(
                 task, "interval", seconds=seconds, max_instances=1, coalesce=True
             )
         self.scheduler.start()
+        if self.web is not None:
+            self.web.start()
+
+    def _notify(self) -> None:
+        if self.settings.webhooks.urls:
+            self.notifier.queue_due()
+            self.notifier.send_due()
 
     def _settle(self, model_version: str) -> None:
         with self.sessions() as session:
@@ -174,6 +197,8 @@ class Service:
             self.scheduler.shutdown(wait=True)
         if self.settings.listen:
             self.listener.stop()
+        if self.web is not None:
+            self.web.stop()
         self.engine.dispose()
 
     def serve_forever(self) -> None:

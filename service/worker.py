@@ -176,6 +176,7 @@ class Worker:
                 probability=None if f is None else f.probability,
                 positive=None if f is None else f.positive,
                 area_mm2=None if f is None else f.area_mm2,
+                area_fraction=None if f is None else f.area_fraction,
                 laterality=None if f is None else f.laterality,
                 priority=None if f is None else f.priority,
                 seg_sop_instance_uid=outcome.seg_sop_instance_uid,
@@ -225,12 +226,13 @@ def _update_study(study: Study, outcomes: list[ImageOutcome], analysed: list[Ima
         best = max(positives, key=lambda r: r.priority)
         study.state, study.reason = StudyState.POSITIVE, None
         study.probability, study.area_mm2 = best.probability, best.area_mm2
+        study.area_fraction = best.area_fraction
         study.laterality = best.laterality
         new_priority = best.priority
     elif results:
         study.state, study.reason = StudyState.NEGATIVE, None
         study.probability = max(r.probability for r in results)
-        study.area_mm2 = study.laterality = None
+        study.area_mm2 = study.area_fraction = study.laterality = None
         new_priority = 0.0
     else:
         reasons = sorted({o.reason for o in outcomes if o.reason}) or ["no images"]

@@ -20,6 +20,7 @@ TOOL_PACKAGES = {
     "echoscu": "dcmtk",
     "dciodvfy": "dicom3tools",
     "Orthanc": "orthanc",
+    "chromium": "chromium",
 }
 
 #: Real sample images and labels, next to the project (see ../shared/data/README.md).

@@ -9,7 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-DATASETS = ("phantoms", "siim-dicom", "siim-png", "dicom-seg")
+DATASETS = ("phantoms", "siim-dicom", "siim-png", "dicom-seg", "feedback")
 CONFIG_NAMES = ("cpu-small", "gpu-quality")
 
 
@@ -20,8 +20,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default="phantoms",
         choices=DATASETS,
         help="phantoms (generated from --seed; no --data), siim-dicom (DICOMs + --labels "
-        "CSV), siim-png (train/ and masks/ of 256-px PNGs) or dicom-seg (images + SEGs, "
-        "e.g. our outputs corrected by radiologists); default phantoms",
+        "CSV), siim-png (train/ and masks/ of 256-px PNGs), dicom-seg (images + SEGs) or "
+        "feedback (the cases readers confirmed or corrected in a service's --data-dir); "
+        "default phantoms",
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help="the service's data folder (--dataset feedback)"
     )
     parser.add_argument("--data", default=None, help="data folder (not for phantoms)")
     parser.add_argument("--labels", default=None, help="label CSV (siim-dicom)")
@@ -111,7 +115,11 @@ def load_training_set(args: argparse.Namespace, config):
             raise ValueError("--dataset siim-dicom needs --labels CSV (ImageId, EncodedPixels)")
         reader = datasets.SiimDicomDataset(root=Path(args.data), labels=Path(args.labels))
     else:
-        reader = datasets.DicomSegDataset(root=Path(args.data))
+        reader = datasets.DicomSegDataset(
+            root=Path(args.data),
+            # A feedback export holds only analysed frontal images: no SEG means none there.
+            images_without_seg_are_negative=getattr(args, "unlabelled_are_negative", False),
+        )
     data = from_samples(reader, skipped=reader.skipped, **sizes)
     return data, {"dataset": args.dataset, "data": str(Path(args.data).resolve())}
 

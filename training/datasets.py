@@ -166,31 +166,13 @@ class DicomSegDataset:
             )
 
     def _seg_masks(self, path: Path) -> Iterator[tuple[str, np.ndarray]]:
-        """(source SOP Instance UID, mask) per frame of a SEG.
-
-        Read with pydicom, not highdicom's reader: highdicom refuses the Pixel Measures it
-        writes itself for a projection radiograph (Pixel Spacing without Slice Thickness).
-        """
+        """(source SOP Instance UID, mask) per frame of a SEG."""
         import pydicom
 
+        from triage.dicom.seg import seg_frames
+
         try:
-            seg = pydicom.dcmread(path)
-            frames = seg.pixel_array.astype(bool)
-            frames = frames[None] if frames.ndim == 2 else frames
-            referenced = [
-                str(ref.ReferencedSOPInstanceUID)
-                for item in seg.ReferencedSeriesSequence
-                for ref in item.ReferencedInstanceSequence
-            ]
-            per_frame = seg.get("PerFrameFunctionalGroupsSequence") or []
-            for index, frame in enumerate(frames):
-                uid = referenced[0] if len(referenced) == 1 else None
-                if index < len(per_frame) and "DerivationImageSequence" in per_frame[index]:
-                    source = per_frame[index].DerivationImageSequence[0].SourceImageSequence[0]
-                    uid = str(source.ReferencedSOPInstanceUID)
-                if uid is None:
-                    raise ValueError(f"frame {index + 1} names no source image")
-                yield uid, frame
+            yield from seg_frames(pydicom.dcmread(path))
         except (ValueError, AttributeError, KeyError, IndexError) as exc:
             self._skip(str(path), f"unreadable SEG: {exc}")
 

@@ -17,9 +17,17 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+#: Share of a frontal chest radiograph's area taken by one hemithorax (an estimate for a
+#: typical PA film; it turns an area fraction into "% of the hemithorax").
+HEMITHORAX_FRACTION = 0.25
 #: Image-area fraction at which the size part of the priority saturates (about 40 % of a
-#: hemithorax on a typical chest radiograph).
-PRIORITY_FULL_SIZE = 0.10
+#: hemithorax).
+PRIORITY_FULL_SIZE = 0.4 * HEMITHORAX_FRACTION
+
+
+def hemithorax_percent(area_fraction: float) -> float:
+    """An image-area fraction as an estimated percentage of one hemithorax (at most 100)."""
+    return min(100.0, 100.0 * max(area_fraction, 0.0) / HEMITHORAX_FRACTION)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -53,8 +53,18 @@ class JobState(enum.StrEnum):
     DEAD = "dead"  # out of attempts
 
 
+class FeedbackKind(enum.StrEnum):
+    """What a reader said about a study's result."""
+
+    AGREE = "agree"
+    FALSE_POSITIVE = "false_positive"
+    MISSED = "missed"
+    WRONG_EXTENT = "wrong_extent"
+    CORRECTED = "corrected"  # a corrected SEG arrived by C-STORE
+
+
 class ExportState(enum.StrEnum):
-    """Delivery of one SEG to one destination."""
+    """Delivery of one SEG to one destination (and of one notification to one URL)."""
 
     PENDING = "pending"
     SENT = "sent"
@@ -82,6 +92,7 @@ class Study(Base):
     priority_set_by_human: Mapped[bool] = mapped_column(Boolean, default=False)
     probability: Mapped[float | None] = mapped_column(Float)
     area_mm2: Mapped[float | None] = mapped_column(Float)
+    area_fraction: Mapped[float | None] = mapped_column(Float)  # of the image
     laterality: Mapped[str | None] = mapped_column(String(1))
     received_at: Mapped[datetime.datetime] = mapped_column(default=utcnow)
     last_instance_at: Mapped[datetime.datetime] = mapped_column(default=utcnow)
@@ -129,6 +140,7 @@ class Job(Base):
     claim_token: Mapped[str | None] = mapped_column(String(36))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime.datetime | None]  # the last claim
     finished_at: Mapped[datetime.datetime | None]
 
     study: Mapped[Study] = relationship(back_populates="jobs")
@@ -148,6 +160,7 @@ class Result(Base):
     probability: Mapped[float | None] = mapped_column(Float)
     positive: Mapped[bool | None] = mapped_column(Boolean)
     area_mm2: Mapped[float | None] = mapped_column(Float)
+    area_fraction: Mapped[float | None] = mapped_column(Float)
     laterality: Mapped[str | None] = mapped_column(String(1))
     priority: Mapped[float | None] = mapped_column(Float)
     seg_sop_instance_uid: Mapped[str | None] = mapped_column(UID)
@@ -197,3 +210,37 @@ class AuditEvent(Base):
     study_instance_uid: Mapped[str | None] = mapped_column(UID)
     actor: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class Feedback(Base):
+    """A reader's verdict on a study's result, or a corrected SEG sent back to us."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    reader: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    comment: Mapped[str | None] = mapped_column(Text)
+    sop_instance_uid: Mapped[str | None] = mapped_column(UID)  # the image, for a SEG
+    seg_path: Mapped[str | None] = mapped_column(Text)  # the corrected SEG as received
+    at: Mapped[datetime.datetime] = mapped_column(default=utcnow)
+
+
+class Notification(Base):
+    """One webhook message about one positive study, per model version and URL."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (UniqueConstraint("study_id", "model_version", "url", name="uq_notification"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    model_version: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default=ExportState.PENDING, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime.datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime.datetime | None]

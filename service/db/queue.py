@@ -114,6 +114,7 @@ def claim(
             lease_expires_at=expires,
             claim_token=token,
             attempts=Job.attempts + 1,
+            started_at=now,
         )
         .returning(Job.id, Job.study_id, Job.model_version, Job.attempts)
         .execution_options(synchronize_session=False)

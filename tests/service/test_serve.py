@@ -69,11 +69,15 @@ def test_studies_flow_from_modality_to_pacs(tmp_path):
 def test_demo_runs_end_to_end(tmp_path, capsys):
     from service.demo import run_demo
 
-    assert run_demo(tmp_path / "demo", shared_real=None, keep=False) == 0
+    assert run_demo(tmp_path / "demo", shared_real=None, keep=False, web_port=0) == 0
     out = capsys.readouterr().out
     assert "positive" in out and "SEG(s) received by the PACS stand-in" in out
     assert "SEG not delivered" not in out
     assert list((tmp_path / "demo" / "pacs").glob("*.dcm"))
+    import re
+
+    sent, positives = map(int, re.search(r"webhook: (\d+) message\(s\) for (\d+)", out).groups())
+    assert sent == positives > 0  # once per positive study
 
 
 def test_serve_process_stops_cleanly_on_sigterm(tmp_path):
@@ -85,9 +89,12 @@ def test_serve_process_stops_cleanly_on_sigterm(tmp_path):
 
     from pynetdicom.sop_class import Verification
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    port, web_port = free_port(), free_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -98,6 +105,8 @@ def test_serve_process_stops_cleanly_on_sigterm(tmp_path):
             str(tmp_path / "d"),
             "--port",
             str(port),
+            "--web-port",
+            str(web_port),
             "--device",
             "cpu",
         ],
@@ -120,6 +129,11 @@ def test_serve_process_stops_cleanly_on_sigterm(tmp_path):
 
         wait_for(answers, timeout=60)
         assert (tmp_path / "d" / "heartbeat").is_file()
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/healthz", timeout=10) as reply:
+            assert json.load(reply)["status"] == "ok"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     finally:

@@ -187,3 +187,37 @@ def write_segmentation(seg: Dataset, path: str | os.PathLike[str]) -> Path:
     seg.save_as(tmp, enforce_file_format=True)
     os.replace(tmp, target)
     return target
+
+
+def seg_frames(seg: Dataset) -> list[tuple[str, np.ndarray]]:
+    """(source SOP Instance UID, boolean mask) for each frame of a SEG.
+
+    Read with pydicom, not highdicom's reader: highdicom 0.28 refuses the Pixel Measures it
+    writes itself for a projection radiograph (Pixel Spacing without Slice Thickness).
+
+    Raises
+    ------
+    ValueError
+        If a frame cannot be tied to a source image or the pixel data cannot be read.
+    """
+    try:
+        frames = seg.pixel_array.astype(bool)
+    except (AttributeError, KeyError, ValueError) as exc:
+        raise ValueError(f"unreadable SEG pixel data: {exc}") from exc
+    frames = frames[None] if frames.ndim == 2 else frames
+    referenced = [
+        str(ref.ReferencedSOPInstanceUID)
+        for item in seg.get("ReferencedSeriesSequence", [])
+        for ref in item.get("ReferencedInstanceSequence", [])
+    ]
+    per_frame = seg.get("PerFrameFunctionalGroupsSequence") or []
+    out = []
+    for index, frame in enumerate(frames):
+        uid = referenced[0] if len(referenced) == 1 else None
+        if index < len(per_frame) and "DerivationImageSequence" in per_frame[index]:
+            source = per_frame[index].DerivationImageSequence[0].SourceImageSequence[0]
+            uid = str(source.ReferencedSOPInstanceUID)
+        if uid is None:
+            raise ValueError(f"SEG frame {index + 1} names no source image")
+        out.append((uid, frame))
+    return out
