@@ -165,7 +165,7 @@ def test_feedback_needs_the_csrf_token_and_is_recorded(web, world):
 
 
 def test_non_loopback_without_login_is_refused():
-    with pytest.raises(AccessError, match="refusing to serve the worklist on 0.0.0.0"):
+    with pytest.raises(AccessError, match=r"refusing to serve the worklist on 0\.0\.0\.0"):
         Access(host="0.0.0.0")
     with pytest.raises(AccessError, match="hash-password"):
         Access(host="0.0.0.0", users={"ann": "secret"})
