@@ -156,7 +156,7 @@ def cpu_small() -> TrainConfig:
         classifier=StageConfig(network=_densenet(256), epochs=8, patience=3),
         segmenter=StageConfig(
             network=_unet(256),
-            epochs=40,
+            epochs=32,
             batch_size=8,
             patience=10,
             crop=(128, 128),
