@@ -18,6 +18,20 @@ def test_default_package_says_it_is_synthetic():
     assert package.training["seed"] != HELD_OUT_SEED
 
 
+def test_default_package_was_made_by_the_cross_validated_trainer():
+    """The README's command made it, and its out-of-fold report supports the cascade."""
+    package = load_package(default_package_path())
+    assert package.training["command"].startswith(
+        "triage train --dataset phantoms --config cpu-small --out triage/models/default"
+    )
+    assert package.training["folds"] == 5
+    assert len(package.classifier.weights) == len(package.segmenter.weights) == 5
+    rows = {r["design"]: r for r in package.metrics["out_of_fold"]["comparison"]}
+    cascade = rows["cascade (classifier + positives-only U-Net)"]
+    assert cascade["mean_dice"] >= cascade["empty_baseline"] + 0.15
+    assert cascade["mean_dice"] > rows["all-images U-Net alone"]["mean_dice"]
+
+
 @pytest.mark.slow
 def test_default_package_on_200_unseen_phantoms():
     """The foundation issue's bar: AUC >= 0.95 and mean Dice >= empty baseline + 0.15."""
