@@ -49,6 +49,17 @@ class Sample:
         """Whether the image shows a pneumothorax."""
         return bool(self.mask.any())
 
+    @classmethod
+    def of_dicom(cls, image_id: str, pixels: np.ndarray, mask: np.ndarray, ds) -> Sample:
+        """A sample read from DICOM: the patient and the phantom mark come from ``ds``."""
+        return cls(
+            image_id=image_id,
+            pixels=pixels,
+            mask=mask,
+            patient_id=str(ds.get("PatientID", "") or ""),
+            synthetic=is_phantom(ds),
+        )
+
 
 @dataclass(kw_only=True)
 class SiimPngDataset:
@@ -157,13 +168,7 @@ class DicomSegDataset:
             if mask.shape != radiograph.pixels.shape:
                 self._skip(str(path), f"SEG is {mask.shape}, image is {radiograph.pixels.shape}")
                 continue
-            yield Sample(
-                image_id=uid,
-                pixels=radiograph.pixels,
-                mask=mask,
-                patient_id=str(ds.get("PatientID", "") or ""),
-                synthetic=is_phantom(ds),
-            )
+            yield Sample.of_dicom(uid, radiograph.pixels, mask, ds)
 
     def _seg_masks(self, path: Path) -> Iterator[tuple[str, np.ndarray]]:
         """(source SOP Instance UID, mask) per frame of a SEG."""
@@ -236,13 +241,7 @@ class SiimDicomDataset:
             except RLEError as exc:
                 self._skip(str(path), f"label does not fit the image: {exc}")
                 continue
-            yield Sample(
-                image_id=image_id,
-                pixels=radiograph.pixels,
-                mask=mask,
-                patient_id=str(ds.get("PatientID", "") or ""),
-                synthetic=is_phantom(ds),
-            )
+            yield Sample.of_dicom(image_id, radiograph.pixels, mask, ds)
 
     def _skip(self, path: str, reason: str) -> None:
         log.warning("skipped %s: %s", path, reason)

@@ -160,6 +160,8 @@ def test_feedback_needs_the_csrf_token_and_is_recorded(web, world):
     history = web.get(f"/api/studies/{uid}").json()["feedback_history"]
     assert [f["kind"] for f in history] == ["agree", "wrong_extent"]
     assert history[0]["comment"] == "clear" and history[0]["model_version"]
+    listed = web.get("/api/feedback").json()
+    assert [(f["study_instance_uid"], f["feedback"]) for f in listed] == [(uid, "wrong_extent")]
     kept = world.data_dir / "feedback" / uid
     assert list((kept / "images").glob("*.dcm")) and list((kept / "ours").glob("*.dcm"))
 
@@ -210,6 +212,15 @@ def test_cli_refuses_a_public_bind_without_users(tmp_path, capsys):
 
     assert main(["web", "--data-dir", str(tmp_path), "--web-host", "0.0.0.0"]) == 2
     assert "refusing to serve the worklist on 0.0.0.0 without a login" in capsys.readouterr().err
+
+
+def test_train_on_feedback_needs_the_data_folder(tmp_path, capsys):
+    from service.cli import main
+
+    assert main(["train", "--dataset", "feedback", "--out", str(tmp_path / "p")]) == 2
+    assert "--dataset feedback needs --data-dir" in capsys.readouterr().err
+    assert main(["feedback-export", "--data-dir", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "no service database" in capsys.readouterr().err
 
 
 def test_hash_password_command_reads_stdin(monkeypatch, capsys):

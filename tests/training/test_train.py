@@ -30,31 +30,25 @@ TINY = TrainConfig(
 )
 
 
+PHANTOMS = dict(
+    images=12,
+    seed=3,
+    prevalence=0.5,
+    classifier_size=(64, 64),
+    segmenter_size=(96, 96),
+    normalisation=Normalisation(),
+    sizes=(512, 560),
+    workers=1,
+)
+
+
 @pytest.fixture(scope="module")
 def phantoms():
-    return make_phantom_set(
-        images=12,
-        seed=3,
-        prevalence=0.5,
-        classifier_size=(64, 64),
-        segmenter_size=(96, 96),
-        normalisation=Normalisation(),
-        sizes=(512, 560),
-        workers=1,
-    )
+    return make_phantom_set(**PHANTOMS)
 
 
 def test_phantom_set_is_deterministic_aligned_and_marked_synthetic(phantoms):
-    again = make_phantom_set(
-        images=12,
-        seed=3,
-        prevalence=0.5,
-        classifier_size=(64, 64),
-        segmenter_size=(96, 96),
-        normalisation=Normalisation(),
-        sizes=(512, 560),
-        workers=1,
-    )
+    again = make_phantom_set(**PHANTOMS)
     assert again.digest() == phantoms.digest()
     assert phantoms.classifier_inputs.shape == (12, 64, 64)
     assert phantoms.segmenter_inputs.shape == phantoms.masks.shape == (12, 96, 96)
