@@ -74,9 +74,13 @@ def test_synth_writes_studies_with_masks(tmp_path, capsys):
         assert Image.open(mask).getextrema()[1] == 255  # prevalence 1: all positive
 
 
-def test_train_refuses_datasets_of_a_later_issue(tmp_path, capsys):
-    assert main(["train", "--dataset", "siim-png", "--out", str(tmp_path / "p")]) == 2
-    assert "--dataset phantoms" in capsys.readouterr().err
+def test_train_says_which_option_a_dataset_needs(tmp_path, capsys):
+    assert main(["train", "--dataset", "siim-dicom", "--data", str(tmp_path), "--out",
+                 str(tmp_path / "p")]) == 2  # fmt: skip
+    assert "needs --labels CSV" in capsys.readouterr().err
+    assert main(["train", "--dataset", "siim-png", "--data", str(tmp_path / "none"), "--out",
+                 str(tmp_path / "p")]) == 2  # fmt: skip
+    assert "expected the SIIM PNG layout" in capsys.readouterr().err
 
 
 def test_worklist_without_a_service_says_what_to_do(tmp_path, capsys):

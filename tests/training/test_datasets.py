@@ -132,6 +132,8 @@ def test_evaluate_command_scores_a_dataset(tmp_path, capsys):
 
     write_siim_png(tmp_path / "png", images=12, seed=21, prevalence=0.5)
     (tmp_path / "png" / "masks" / "extra.png").write_bytes(b"")
+    (tmp_path / "png" / "train" / "broken.png").write_bytes(b"not a png")
+    (tmp_path / "png" / "masks" / "broken.png").write_bytes(b"not a png")
     assert (
         main(
             [
@@ -152,7 +154,7 @@ def test_evaluate_command_scores_a_dataset(tmp_path, capsys):
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert printed == saved and saved["images"] == 12
     report = (tmp_path / "out" / "report.html").read_text()
-    assert "extra.png" in report and "roc.png" in report
+    assert "broken.png" in report and "roc.png" in report  # the skipped file is named
     assert (tmp_path / "out" / "example-1.png").is_file()
     assert saved["mean_dice"] >= saved["empty_baseline"]  # the bundled package helps here
     assert main(["evaluate", "--dataset", "dicom-seg"]) == 2
