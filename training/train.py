@@ -296,9 +296,11 @@ def export_package(
     for i in range(k):
         weights[classifier.weights[i]] = result.states["classifier"][i]
         weights[segmenter.weights[i]] = result.states["segmenter"][i]
-    for stale in Path(out).glob("*.pt"):
-        if stale.name not in weights:
-            stale.unlink()
+    # Weights of an earlier package in the same folder would be mistaken for ours.
+    for pattern in ("classifier*.pt", "segmenter*.pt"):
+        for stale in Path(out).glob(pattern):
+            if stale.name not in weights:
+                stale.unlink()
     save_package(package, weights)
     tqdm.write(f"model package written to {package.path}")
     return package
