@@ -29,16 +29,17 @@ from triage.overlay import OUTLINE
 class World:
     """Analysed studies in a data folder, and a web server over them."""
 
-    def __init__(self, tmp_path) -> None:
+    def __init__(self, tmp_path, *, positives: int = 2, negatives: int = 1) -> None:
         self.data_dir = tmp_path / "data"
-        self.engine = make_engine(sqlite_url(tmp_path / "triage.db"))
+        self.data_dir.mkdir(parents=True)
+        self.engine = make_engine(sqlite_url(self.data_dir / "triage.db"))
         upgrade(self.engine)
         self.sessions = make_sessionmaker(self.engine)
         positives = write_studies(
-            tmp_path / "pos", studies=2, seed=2024, prevalence=1.0, sizes=(512, 700)
+            tmp_path / "pos", studies=positives, seed=2024, prevalence=1.0, sizes=(512, 700)
         )
         negatives = write_studies(
-            tmp_path / "neg", studies=1, seed=77, prevalence=0.0, sizes=(512, 700)
+            tmp_path / "neg", studies=negatives, seed=77, prevalence=0.0, sizes=(512, 700)
         )
         self.images = positives + negatives
         receive(tmp_path, self.sessions, [i.path for i in self.images])
@@ -296,3 +297,35 @@ def test_basic_auth_header_parsing_is_strict():
     assert access.reader({"authorization": "Bearer x"}) is None
     assert access.csrf_ok("ann", access.csrf_token("ann"))
     assert not access.csrf_ok("bob", access.csrf_token("ann"))
+
+
+@pytest.mark.slow
+def test_confirmed_cases_train_a_package(tmp_path):
+    """Readers agree with every result; `triage train --dataset feedback` learns from them."""
+    import json
+
+    from service.cli import main
+    from service.feedback import record_verdict
+
+    world = World(tmp_path / "w", positives=4, negatives=2)
+    with world.sessions() as session:
+        for study in session.scalars(select(Study)).all():
+            record_verdict(
+                session, world.data_dir, study_instance_uid=study.study_instance_uid,
+                kind="agree", reader="dr.test",
+            )  # fmt: skip
+        session.commit()
+    world.engine.dispose()
+    out = tmp_path / "pkg"
+    code = main([
+        "train", "--dataset", "feedback", "--data-dir", str(world.data_dir), "--folds", "2",
+        "--epochs", "1", "--no-baseline", "--out", str(out), "--device", "cpu",
+    ])  # fmt: skip
+    assert code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    training = manifest["training"]
+    assert training["dataset"] == "dicom-seg" and training["synthetic"] is True
+    exported = list((tmp_path / "pkg-feedback-data").rglob("*.dcm"))
+    segs = [p for p in exported if p.name.startswith("seg-")]
+    assert training["images"] == len(exported) - len(segs) >= 6  # every analysed image
+    assert training["positives"] == len(segs) > 0
