@@ -134,7 +134,6 @@ def referenced_images(seg: Dataset) -> list[str]:
 
 def record_correction(
     session: Session,
-    data_dir: Path,
     *,
     study_id: int,
     sop_instance_uid: str,
@@ -146,7 +145,8 @@ def record_correction(
         return  # the same SEG sent twice
     study = session.get(Study, study_id)
     assert study is not None
-    keep_study_files(session, data_dir, study)
+    # No copying here (this runs on a DICOM association): retention copies a labelled
+    # study's files to its feedback folder before it empties the inbox.
     job = _latest_job(session, study)
     session.add(
         Feedback(
@@ -195,7 +195,7 @@ def export_training_set(session: Session, data_dir: Path, out: Path) -> ExportSu
         rows = session.scalars(
             select(Feedback).where(Feedback.study_id == study.id).order_by(Feedback.at, Feedback.id)
         ).all()
-        folder = feedback_folder(data_dir, study.study_instance_uid)
+        folder = keep_study_files(session, data_dir, study)  # a no-op once kept
         corrected = [r for r in rows if r.kind == FeedbackKind.CORRECTED and r.seg_path]
         verdict = next((r.kind for r in reversed(rows) if r.kind != FeedbackKind.CORRECTED), None)
         if corrected:

@@ -201,7 +201,6 @@ class StoreHandler:
                 with self.sessions() as session:
                     record_correction(
                         session,
-                        self.data_dir,
                         study_id=row.id,
                         sop_instance_uid=row.sop_instance_uid,
                         seg_path=target,

@@ -20,6 +20,7 @@ from service.db.models import (
     Association,
     Export,
     ExportState,
+    Feedback,
     Instance,
     Job,
     Result,
@@ -27,6 +28,7 @@ from service.db.models import (
     StudyState,
     utcnow,
 )
+from service.feedback import keep_study_files
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +90,9 @@ def purge_finished(
     """Delete inbox and outbox files of studies finished more than ``retention`` seconds ago.
 
     A study qualifies once it is positive, negative, not analysed or dead and none of its
-    exports is still pending or being retried. Rows stay (the worklist keeps its history);
-    returns the number of studies whose files were removed.
+    exports is still pending or being retried. The files of a study with reader feedback are
+    first copied to its feedback folder (training data). Rows stay (the worklist keeps its
+    history); returns the number of studies whose files were removed.
     """
     now = now or utcnow()
     cutoff = now - datetime.timedelta(seconds=retention)
@@ -106,8 +109,16 @@ def purge_finished(
             Study.state.in_(FINISHED), Study.finished_at <= cutoff, ~exists(waiting)
         )
     ).all()
+    labelled = set(
+        session.scalars(
+            select(Study.study_instance_uid).where(Study.id.in_(select(Feedback.study_id)))
+        )
+    )
     purged = 0
     for uid in done:
+        if uid in labelled:  # training data: keep its files before the inbox goes
+            study = session.scalars(select(Study).where(Study.study_instance_uid == uid)).one()
+            keep_study_files(session, data_dir, study)
         folders = [f for f in (data_dir / "inbox" / uid, data_dir / "outbox" / uid) if f.is_dir()]
         for folder in folders:
             shutil.rmtree(folder)

@@ -315,7 +315,6 @@ def test_confirmed_cases_train_a_package(tmp_path):
                 kind="agree", reader="dr.test",
             )  # fmt: skip
         session.commit()
-    world.engine.dispose()
     out = tmp_path / "pkg"
     code = main([
         "train", "--dataset", "feedback", "--data-dir", str(world.data_dir), "--folds", "2",
@@ -329,3 +328,18 @@ def test_confirmed_cases_train_a_package(tmp_path):
     segs = [p for p in exported if p.name.startswith("seg-")]
     assert training["images"] == len(exported) - len(segs) >= 6  # every analysed image
     assert training["positives"] == len(segs) > 0
+
+    # Retention empties the inbox but first keeps a labelled study's files.
+    import datetime
+    import shutil
+
+    from service.scheduler import purge_finished
+
+    uid = next(p.name for p in (world.data_dir / "feedback").iterdir())
+    shutil.rmtree(world.data_dir / "feedback" / uid)
+    with world.sessions() as session:
+        later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+        assert purge_finished(session, data_dir=world.data_dir, retention=0, now=later) == 6
+    world.engine.dispose()
+    assert not (world.data_dir / "inbox" / uid).exists()
+    assert list((world.data_dir / "feedback" / uid / "images").glob("*.dcm"))
