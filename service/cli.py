@@ -31,7 +31,6 @@ from service.commands import (
 )
 from triage.errors import TriageError
 
-
 ENV_PREFIX = "TRIAGE_"
 
 
