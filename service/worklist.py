@@ -32,6 +32,7 @@ FIELDS = (
     "last_instance_at",
     "model_version",
     "feedback",
+    "priority_set_by_human",
 )
 
 
@@ -103,6 +104,7 @@ def worklist(session: Session, *, states: Sequence[str] = ()) -> list[dict[str, 
             "last_instance_at": _iso(s.last_instance_at),
             "model_version": versions.get(s.id),
             "feedback": verdicts.get(s.id),
+            "priority_set_by_human": s.priority_set_by_human,
         }
         for s in studies
     ]

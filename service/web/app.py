@@ -46,6 +46,12 @@ VERDICT_LABELS = {
 }
 
 
+class PriorityIn(BaseModel):
+    """A reader's priority for a study (0-100), kept over automatic results."""
+
+    priority: float = Field(ge=0.0, le=100.0)
+
+
 class FeedbackIn(BaseModel):
     """A reader's verdict on a study's result."""
 
@@ -151,6 +157,31 @@ def create_app(*, sessions: sessionmaker[Session], data_dir: Path, access: Acces
             "model_version": row.model_version,
         }
 
+    @app.post("/api/studies/{uid}/priority", tags=["api"])
+    def api_priority(
+        uid: str,
+        body: PriorityIn,
+        name: Reader,
+        db: Db,
+        x_csrf_token: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """Set a study's priority by hand (needs X-CSRF-Token); analysis never overrides it."""
+        check_csrf(name, x_csrf_token)
+        _set_priority(db, uid, body.priority, name)
+        return {"study_instance_uid": uid, "priority": body.priority, "set_by": name}
+
+    @app.post("/studies/{uid}/priority", include_in_schema=False)
+    def page_priority(
+        uid: str,
+        name: Reader,
+        db: Db,
+        priority: Annotated[float, Form(ge=0.0, le=100.0)],
+        csrf_token: Annotated[str | None, Form()] = None,
+    ) -> RedirectResponse:
+        check_csrf(name, csrf_token)
+        _set_priority(db, uid, priority, name)
+        return RedirectResponse(f"/studies/{uid}", status_code=303)
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page_worklist(request: Request, name: Reader, db: Db, state: str | None = None):
         rows = worklist(db, states=[state] if state else ())
@@ -232,6 +263,23 @@ def _record(db: Session, data_dir: Path, uid: str, kind: str, name: str, comment
     db.commit()
     log.info("feedback %s on study %s by a reader", kind, uid)
     return row
+
+
+def _set_priority(db: Session, uid: str, priority: float, name: str) -> None:
+    study = db.scalars(select(Study).where(Study.study_instance_uid == uid)).one_or_none()
+    if study is None:
+        raise HTTPException(404, f"no study {uid}")
+    before = study.priority
+    study.priority, study.priority_set_by_human = float(priority), True
+    db.add(
+        AuditEvent(
+            kind="priority_set",
+            study_instance_uid=uid,
+            actor=name,
+            detail=f"{before:.1f} -> {priority:.1f}",
+        )
+    )
+    db.commit()
 
 
 def _image_files(db: Session, data_dir: Path, uid: str, sop: str) -> tuple[Path, list[Path]]:

@@ -167,6 +167,27 @@ def test_feedback_needs_the_csrf_token_and_is_recorded(web, world):
     assert list((kept / "images").glob("*.dcm")) and list((kept / "ours").glob("*.dcm"))
 
 
+def test_a_reader_sets_a_priority_that_analysis_keeps(web, world):
+    negative = web.get("/api/worklist", params={"state": "negative"}).json()[0]
+    uid = negative["study_instance_uid"]
+    token = web.get("/api/session").json()["csrf_token"]
+    url = f"/api/studies/{uid}/priority"
+    assert web.post(url, json={"priority": 95}).status_code == 403
+    assert web.post(url, json={"priority": 150}, headers={"X-CSRF-Token": token}).status_code == 422
+    assert web.post(url, json={"priority": 95}, headers={"X-CSRF-Token": token}).status_code == 200
+    top = web.get("/api/worklist").json()[0]
+    assert top["study_instance_uid"] == uid and top["priority"] == 95.0
+    assert top["priority_set_by_human"] is True
+    form = web.post(
+        f"/studies/{uid}/priority", data={"priority": "90", "csrf_token": token},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert form.status_code == 303 and "(set by a reader)" in web.get(f"/studies/{uid}").text
+    with world.sessions() as session:
+        events = session.scalars(select(AuditEvent).where(AuditEvent.kind == "priority_set")).all()
+    assert [e.detail for e in events] == ["0.0 -> 95.0", "95.0 -> 90.0"]
+
+
 def test_non_loopback_without_login_is_refused():
     with pytest.raises(AccessError, match=r"refusing to serve the worklist on 0\.0\.0\.0"):
         Access(host="0.0.0.0")
