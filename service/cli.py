@@ -72,6 +72,16 @@ def _add_config_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_database_option(parser: argparse.ArgumentParser) -> None:
+    _option(
+        parser,
+        "database-url",
+        default=None,
+        help="SQLAlchemy URL of a shared database, e.g. "
+        "postgresql+psycopg://triage@db/triage (default: SQLite in the data folder)",
+    )
+
+
 def _add_service_options(parser: argparse.ArgumentParser) -> None:
     _add_config_option(parser)
     _option(
@@ -80,6 +90,7 @@ def _add_service_options(parser: argparse.ArgumentParser) -> None:
         default="triage-data",
         help="folder for inbox, outbox and the SQLite database",
     )
+    _add_database_option(parser)
     _option(parser, "host", default="127.0.0.1", help="address the listener binds")
     _option(parser, "port", default=11112, type=int, help="listener port")
     _option(parser, "ae-title", default="TRIAGE", help="our AE title")
@@ -285,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_option(work)
     _option(work, "data-dir", default="triage-data", help="the service's data folder")
+    _add_database_option(work)
     work.add_argument(
         "--destination",
         action="append",
@@ -328,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_option(web)
     _option(web, "data-dir", default="triage-data", help="the service's data folder")
+    _add_database_option(web)
     _add_web_options(web, optional=False)
     web.set_defaults(func=cmd_web)
 
@@ -341,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
         "`triage train --dataset feedback --data-dir D`.",
     )
     _option(export, "data-dir", default="triage-data", help="the service's data folder")
+    _add_database_option(export)
     export.add_argument("--out", required=True, help="folder to write")
     export.set_defaults(func=cmd_feedback_export)
 
@@ -360,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_option(worklist)
     _option(worklist, "data-dir", default="triage-data", help="the service's data folder")
+    _add_database_option(worklist)
     worklist.add_argument("--json", action="store_true", help="print JSON, not a table")
     worklist.add_argument(
         "--state", action="append", default=[], help="only studies in this state (repeatable)"

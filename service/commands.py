@@ -123,6 +123,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         lease_seconds=args.lease_seconds,
         listen=args.listen,
         retention_days=args.retention_days,
+        database_url=args.database_url,
         access=None if getattr(args, "no_web", True) else web_access(args),
         web_port=getattr(args, "web_port", 8080),
         webhooks=WebhookSettings(
@@ -152,7 +153,7 @@ def cmd_web(args: argparse.Namespace) -> int:
     access = web_access(args)
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(sqlite_url(data_dir / "triage.db"))
+    engine = make_engine(args.database_url or sqlite_url(data_dir / "triage.db"))
     upgrade(engine)
     server = WebServer(
         sessions=make_sessionmaker(engine), data_dir=data_dir, access=access, port=args.web_port
@@ -167,7 +168,7 @@ def cmd_web(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_feedback(data_dir: Path, out: Path):
+def _export_feedback(data_dir: Path, out: Path, database_url: str | None = None):
     """Export the labelled cases of ``data_dir`` to ``out``; None (and a message) if none."""
     import shutil
 
@@ -175,11 +176,11 @@ def _export_feedback(data_dir: Path, out: Path):
     from service.feedback import export_training_set
 
     database = data_dir / "triage.db"
-    if not database.is_file():
+    if database_url is None and not database.is_file():
         print(f"no service database at {database}", file=sys.stderr)
         return None
     shutil.rmtree(out, ignore_errors=True)
-    engine = make_engine(sqlite_url(database))
+    engine = make_engine(database_url or sqlite_url(database))
     with make_sessionmaker(engine)() as session:
         summary = export_training_set(session, data_dir, out)
     engine.dispose()
@@ -197,7 +198,8 @@ def _export_feedback(data_dir: Path, out: Path):
 
 def cmd_feedback_export(args: argparse.Namespace) -> int:
     """``triage feedback-export``."""
-    return 0 if _export_feedback(Path(args.data_dir), Path(args.out)) is not None else 2
+    summary = _export_feedback(Path(args.data_dir), Path(args.out), args.database_url)
+    return 0 if summary is not None else 2
 
 
 def cmd_hash_password(args: argparse.Namespace) -> int:
@@ -223,13 +225,13 @@ def cmd_worklist(args: argparse.Namespace) -> int:
     from service.worklist import format_worklist, worklist
 
     database = Path(args.data_dir) / "triage.db"
-    if not database.is_file():
+    if args.database_url is None and not database.is_file():
         print(
             f"no worklist at {database}: start `triage serve --data-dir {args.data_dir}` first",
             file=sys.stderr,
         )
         return 2
-    engine = make_engine(sqlite_url(database))
+    engine = make_engine(args.database_url or sqlite_url(database))
     with make_sessionmaker(engine)() as session:
         rows = worklist(session, states=args.state)
     engine.dispose()

@@ -139,3 +139,42 @@ def test_serve_process_stops_cleanly_on_sigterm(tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_service_on_postgresql_and_the_worklist_command(tmp_path, postgres_url, capsys):
+    """Listener, worker and the worklist command on a shared PostgreSQL database."""
+    import json
+
+    from service.cli import main
+
+    settings = ServiceSettings(
+        data_dir=tmp_path / "data",
+        listener=ListenerSettings(port=0),
+        stable_age=1.0,
+        device="cpu",
+        database_url=postgres_url,
+    )
+    service = Service(settings).start()
+    try:
+        images = write_studies(tmp_path / "in", studies=1, seed=99, prevalence=1.0)
+        for image in images:
+            ds = pydicom.dcmread(image.path)
+            ae = AE(ae_title="MODALITY")
+            ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+            assoc = ae.associate("127.0.0.1", service.listener.port, ae_title="TRIAGE")
+            assert assoc.send_c_store(ds).Status == 0
+            assoc.release()
+
+        def finished() -> bool:
+            with service.sessions() as session:
+                rows = worklist(session)
+            return len(rows) == 1 and rows[0]["state"] in ("positive", "negative")
+
+        wait_for(finished)
+    finally:
+        service.stop()
+    assert not (tmp_path / "data" / "triage.db").exists()  # nothing went to SQLite
+    code = main(["worklist", "--database-url", postgres_url, "--json", "--data-dir", "x"])
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["study_instance_uid"] for r in rows] == [images[0].study_instance_uid]
