@@ -109,9 +109,11 @@ def fit(
         tqdm.write(f"{stage.label}: resuming after epoch {progress['epoch']}")
     for epoch in range(progress["epoch"] + 1, settings.epochs + 1):
         started = time.perf_counter()
+        best_so_far = max((r["validation"] for r in progress["history"]), default=None)
         loss = _train_epoch(
-            stage, net, optimiser, schedule, settings, seed, epoch, device, mixed_precision
-        )
+            stage, net, optimiser, schedule, settings, seed, epoch, device, mixed_precision,
+            best_so_far,
+        )  # fmt: skip
         net.eval()
         with torch.inference_mode(), autocast(device, mixed_precision):
             value = float(stage.score(net))
@@ -143,7 +145,9 @@ def fit(
     return net.eval(), progress["history"]
 
 
-def _train_epoch(stage, net, optimiser, schedule, settings, seed, epoch, device, mixed_precision):
+def _train_epoch(
+    stage, net, optimiser, schedule, settings, seed, epoch, device, mixed_precision, best
+):
     torch.manual_seed(seed * 1000 + epoch)
     rng = np.random.default_rng([seed, epoch])
     indices = rng.permutation(stage.epoch_indices(epoch, rng))
@@ -165,7 +169,10 @@ def _train_epoch(stage, net, optimiser, schedule, settings, seed, epoch, device,
         optimiser.step()
         schedule.step()
         losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        shown = {"loss": f"{np.mean(losses[-20:]):.4f}"}
+        if best is not None:
+            shown["best validation"] = f"{best:.4f}"
+        bar.set_postfix(shown)
     return float(np.mean(losses))
 
 
