@@ -287,3 +287,29 @@ def test_siim_dicom_run_groups_by_patient_and_skips_a_missing_file(tmp_path):
         fold_of_patient.setdefault(item.patient_id, set()).add(item.fold)
     assert all(len(f) == 1 for f in fold_of_patient.values())
     assert "1.2.3.4.404" in (pkg / "report" / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_gpu_quality_recipe_runs_end_to_end_on_a_small_grid(phantoms, tmp_path):
+    """EfficientNet encoders, Dice + focal loss, positive sampling 0.8 -> 0.4 and checkpoint
+    averaging, at 64/96 px on the CPU: the code paths the GPU configuration takes."""
+    from training.config import gpu_quality
+
+    quality = gpu_quality()
+
+    def small(stage, size):
+        network = replace(stage.network, input_size=(size, size))
+        return replace(stage, network=network, epochs=3, batch_size=4, patience=0)
+
+    config = replace(
+        quality,
+        folds=2,
+        baseline=False,
+        classifier=small(quality.classifier, 64),
+        segmenter=small(quality.segmenter, 96),
+    )
+    result = cross_validate(phantoms, config, checkpoints=tmp_path)
+    saved = torch.load(tmp_path / "fold1-segmenter.pt", weights_only=True)
+    assert saved["finished"] and len(saved["best"]) == 3  # three checkpoints averaged
+    assert len(result.histories["segmenter"][0]) == 3
+    assert np.isfinite(result.out_of_fold.maps.astype(np.float32)).all()
