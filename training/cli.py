@@ -241,7 +241,11 @@ EVALUATE_DATASETS = ("phantoms", "siim-png", "siim-dicom", "dicom-seg")
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``triage evaluate``."""
+    """Options of ``triage evaluate [PKG [DATA]]``."""
+    parser.add_argument(
+        "package", nargs="?", default=None, metavar="PKG", help="model package (or --model)"
+    )
+    parser.add_argument("data_path", nargs="?", default=None, metavar="DATA", help="or --data")
     parser.add_argument(
         "--model", default=None, help="model package folder (default: the bundled one)"
     )
@@ -268,6 +272,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import Scorer, evaluate_on_phantoms, evaluate_samples, evaluation_report
     from triage.models.package import default_package_path, load_package
 
+    args.model = args.model or args.package
+    args.data = args.data or args.data_path
     package = Path(args.model) if args.model else default_package_path()
     scorer = Scorer()
     if args.dataset == "phantoms":

@@ -157,5 +157,10 @@ def test_evaluate_command_scores_a_dataset(tmp_path, capsys):
     assert "broken.png" in report and "roc.png" in report  # the skipped file is named
     assert (tmp_path / "out" / "example-1.png").is_file()
     assert saved["mean_dice"] >= saved["empty_baseline"]  # the bundled package helps here
+    from triage.models.package import default_package_path
+
+    positional = ["evaluate", str(default_package_path()), str(tmp_path / "png")]
+    assert main([*positional, "--dataset", "siim-png", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 12
     assert main(["evaluate", "--dataset", "dicom-seg"]) == 2
     assert "needs --data" in capsys.readouterr().err
