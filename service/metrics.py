@@ -9,7 +9,7 @@ timestamps of finished jobs, studies and exports.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -165,25 +165,22 @@ def _failures(session: Session, out: Exposition) -> None:
         ("triage_export_failures_total", Export, "Failed SEG delivery attempts."),
         ("triage_notification_failures_total", Notification, "Failed webhook attempts."),
     ):
-        rows: Sequence = session.execute(
-            select(table.state, func.sum(table.attempts)).group_by(table.state)
-        ).all()
-        sent_attempts = dict(
-            session.execute(select(table.state, func.count(table.id)).group_by(table.state)).all()
-        )
-        failed = 0
-        for state, attempts in rows:
-            attempts = int(attempts or 0)
-            # A sent item's last attempt succeeded; every other attempt failed.
-            failed += (
-                attempts - sent_attempts.get(state, 0) if state == ExportState.SENT else attempts
+        by_state = {
+            state: (int(items), int(attempts or 0))
+            for state, items, attempts in session.execute(
+                select(table.state, func.count(table.id), func.sum(table.attempts)).group_by(
+                    table.state
+                )
             )
+        }
+        # A sent item's last attempt succeeded; every other attempt failed.
+        failed = sum(
+            attempts - (items if state == ExportState.SENT else 0)
+            for state, (items, attempts) in by_state.items()
+        )
         out.family(name, "counter", what)
         out.sample(name, failed)
-        out.family(name.replace("_failures_total", "s"), "gauge", "Items by delivery state.")
+        gauge = name.replace("_failures_total", "s")
+        out.family(gauge, "gauge", "Items by delivery state.")
         for state in ExportState:
-            out.sample(
-                name.replace("_failures_total", "s"),
-                sent_attempts.get(state.value, 0),
-                state=state.value,
-            )
+            out.sample(gauge, by_state.get(state.value, (0, 0))[0], state=state.value)

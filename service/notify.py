@@ -157,19 +157,14 @@ class Notifier:
     def _record(
         self, note: Notification, error: str | None, now: datetime.datetime, study: Study
     ) -> str:
-        note.attempts += 1
-        if error is None:
-            note.state, note.sent_at, note.last_error = ExportState.SENT, now, None
+        outcome = self.settings.policy.record_attempt(note, error, now, self.settings.max_attempts)
+        if outcome == "sent":
             log.info(
                 "notified %s of positive study %s (priority %.1f)",
                 note.url, study.study_instance_uid, study.priority,
             )  # fmt: skip
-            return "sent"
-        note.last_error = error
-        log.warning("webhook %s failed for study %s: %s", note.url, study.study_instance_uid, error)
-        if note.attempts >= self.settings.max_attempts:
-            note.state = ExportState.DEAD
-            return "dead"
-        note.state = ExportState.FAILED
-        note.next_attempt_at = now + self.settings.policy.delay(note.attempts)
-        return "failed"
+        else:
+            log.warning(
+                "webhook %s failed for study %s: %s", note.url, study.study_instance_uid, error
+            )
+        return outcome

@@ -152,14 +152,4 @@ class Sender:
     ) -> str:
         export = session.get(Export, export_id)
         assert export is not None
-        export.attempts += 1
-        if error is None:
-            export.state, export.sent_at, export.last_error = ExportState.SENT, now, None
-            return "sent"
-        export.last_error = error
-        if export.attempts >= self.max_attempts:
-            export.state = ExportState.DEAD
-            return "dead"
-        export.state = ExportState.FAILED
-        export.next_attempt_at = now + self.policy.delay(export.attempts)
-        return "failed"
+        return self.policy.record_attempt(export, error, now, self.max_attempts)

@@ -44,12 +44,20 @@ def _iso(value: datetime.datetime | None) -> str | None:
     return value.isoformat(timespec="seconds")
 
 
-def worklist(session: Session, *, states: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """Studies by priority (highest first), ties by arrival (oldest first)."""
-    query = select(Study).order_by(Study.priority.desc(), Study.received_at, Study.id)
+def worklist(
+    session: Session, *, states: Sequence[str] = (), study_instance_uid: str | None = None
+) -> list[dict[str, Any]]:
+    """Studies by priority (highest first), ties by arrival (oldest first); optionally only
+    those in ``states``, or only one study."""
+    chosen = select(Study.id)
     if states:
-        query = query.where(Study.state.in_(states))
-    studies = session.scalars(query).all()
+        chosen = chosen.where(Study.state.in_(states))
+    if study_instance_uid is not None:
+        chosen = chosen.where(Study.study_instance_uid == study_instance_uid)
+    query = select(Study).where(Study.id.in_(chosen))
+    studies = session.scalars(
+        query.order_by(Study.priority.desc(), Study.received_at, Study.id)
+    ).all()
     segs: dict[int, set[str]] = defaultdict(set)
     exports: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
     rows = session.execute(
@@ -62,16 +70,20 @@ def worklist(session: Session, *, states: Sequence[str] = ()) -> list[dict[str, 
         )
         .join(Result, Result.job_id == Job.id)
         .outerjoin(Export, Export.result_id == Result.id)
-        .where(Result.seg_sop_instance_uid.is_not(None))
+        .where(Result.seg_sop_instance_uid.is_not(None), Job.study_id.in_(chosen))
     ).all()
     versions = dict(
         session.execute(
-            select(Job.study_id, Job.model_version).order_by(Job.created_at, Job.id)
+            select(Job.study_id, Job.model_version)
+            .where(Job.study_id.in_(chosen))
+            .order_by(Job.created_at, Job.id)
         ).all()
     )  # the latest job's version wins
     verdicts = dict(
         session.execute(
-            select(Feedback.study_id, Feedback.kind).order_by(Feedback.at, Feedback.id)
+            select(Feedback.study_id, Feedback.kind)
+            .where(Feedback.study_id.in_(chosen))
+            .order_by(Feedback.at, Feedback.id)
         ).all()
     )
     for study_id, seg_uid, destination, state, error in rows:
@@ -139,7 +151,7 @@ def study_detail(session: Session, study_instance_uid: str) -> dict[str, Any] | 
     ).one_or_none()
     if study is None:
         return None
-    row = next(r for r in worklist(session) if r["study_instance_uid"] == study.study_instance_uid)
+    (row,) = worklist(session, study_instance_uid=study.study_instance_uid)
     jobs = session.scalars(
         select(Job).where(Job.study_id == study.id).order_by(Job.created_at, Job.id)
     ).all()

@@ -85,9 +85,35 @@ def _train_config(args: argparse.Namespace):
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
+def dataset_reader(
+    dataset: str, data: str | None, labels: str | None, *, unlabelled_are_negative: bool = False
+):
+    """The reader of a dataset on disk (siim-png, siim-dicom or dicom-seg).
+
+    Raises
+    ------
+    ValueError
+        If ``data`` (or, for siim-dicom, ``labels``) is missing.
+    FileNotFoundError
+        If the folder does not have the expected layout.
+    """
+    from training import datasets
+
+    if not data:
+        raise ValueError(f"--dataset {dataset} needs --data PATH")
+    if dataset == "siim-png":
+        return datasets.SiimPngDataset(root=Path(data))
+    if dataset == "siim-dicom":
+        if not labels:
+            raise ValueError("--dataset siim-dicom needs --labels CSV (ImageId, EncodedPixels)")
+        return datasets.SiimDicomDataset(root=Path(data), labels=Path(labels))
+    return datasets.DicomSegDataset(
+        root=Path(data), images_without_seg_are_negative=unlabelled_are_negative
+    )
+
+
 def load_training_set(args: argparse.Namespace, config):
     """The dataset ``args`` name, prepared for ``config``; raises ValueError on bad options."""
-    from training import datasets
     from training.phantom_data import make_phantom_set
     from training.trainset import from_samples
 
@@ -105,21 +131,13 @@ def load_training_set(args: argparse.Namespace, config):
             **sizes,
         )
         return data, {"dataset": "phantoms", "seed": config.seed, "prevalence": config.prevalence}
-    if not args.data:
-        raise ValueError(f"--dataset {args.dataset} needs --data PATH")
-    reader: datasets.SiimPngDataset | datasets.SiimDicomDataset | datasets.DicomSegDataset
-    if args.dataset == "siim-png":
-        reader = datasets.SiimPngDataset(root=Path(args.data))
-    elif args.dataset == "siim-dicom":
-        if not args.labels:
-            raise ValueError("--dataset siim-dicom needs --labels CSV (ImageId, EncodedPixels)")
-        reader = datasets.SiimDicomDataset(root=Path(args.data), labels=Path(args.labels))
-    else:
-        reader = datasets.DicomSegDataset(
-            root=Path(args.data),
-            # A feedback export holds only analysed frontal images: no SEG means none there.
-            images_without_seg_are_negative=getattr(args, "unlabelled_are_negative", False),
-        )
+    reader = dataset_reader(
+        args.dataset,
+        args.data,
+        args.labels,
+        # A feedback export holds only analysed frontal images: no SEG means none there.
+        unlabelled_are_negative=getattr(args, "unlabelled_are_negative", False),
+    )
     data = from_samples(reader, skipped=reader.skipped, **sizes)
     return data, {"dataset": args.dataset, "data": str(Path(args.data).resolve())}
 
@@ -268,7 +286,6 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Score a package on a dataset with the competition metrics (and a report with --out)."""
-    from training import datasets
     from training.evaluate import Scorer, evaluate_on_phantoms, evaluate_samples, evaluation_report
     from triage.models.package import default_package_path, load_package
 
@@ -282,19 +299,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         )
         skipped: list = []
     else:
-        if not args.data:
-            print(f"triage evaluate: --dataset {args.dataset} needs --data PATH", file=sys.stderr)
+        try:
+            data = dataset_reader(args.dataset, args.data, args.labels)
+        except ValueError as exc:
+            print(f"triage evaluate: {exc}", file=sys.stderr)
             return 2
-        if args.dataset == "siim-png":
-            data: datasets.SiimPngDataset | datasets.SiimDicomDataset | datasets.DicomSegDataset
-            data = datasets.SiimPngDataset(root=Path(args.data))
-        elif args.dataset == "siim-dicom":
-            if not args.labels:
-                print("triage evaluate: --dataset siim-dicom needs --labels CSV", file=sys.stderr)
-                return 2
-            data = datasets.SiimDicomDataset(root=Path(args.data), labels=Path(args.labels))
-        else:
-            data = datasets.DicomSegDataset(root=Path(args.data))
         metrics = evaluate_samples(package, data, device=args.device, scorer=scorer)
         skipped = data.skipped
     loaded = load_package(package)

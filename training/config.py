@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from triage.models.networks import NetworkSpec
 from triage.preprocess import Normalisation
 
@@ -113,7 +115,7 @@ class TrainConfig:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready record of the configuration (for the manifest and the report)."""
-        return _jsonable(self)
+        return {k: jsonable(getattr(self, k)) for k in self.__dataclass_fields__}
 
 
 def _densenet(size: int) -> NetworkSpec:
@@ -239,13 +241,20 @@ def get_config(name: str) -> TrainConfig:
         ) from None
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types: records, mappings, sequences, NumPy values."""
+    if hasattr(value, "to_json"):
+        return value.to_json()
     if hasattr(value, "__dataclass_fields__"):
-        return {k: _jsonable(getattr(value, k)) for k in value.__dataclass_fields__}
+        return {k: jsonable(getattr(value, k)) for k in value.__dataclass_fields__}
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
     if isinstance(value, float | int | str | bool) or value is None:
         return value
     return str(value)

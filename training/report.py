@@ -19,6 +19,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 from scipy import ndimage
 
+from training.config import jsonable
+
 TRUTH = (40, 200, 90)  # green: the reference outline
 PREDICTED = (255, 120, 0)  # orange: the model's outline, as in the worker's overlays
 
@@ -90,7 +92,7 @@ def write_report(
     """Write ``report.html`` and ``metrics.json`` into ``folder``; returns the page's path."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_text(
-        json.dumps(_jsonable(metrics), indent=2) + "\n", encoding="utf-8"
+        json.dumps(jsonable(metrics), indent=2) + "\n", encoding="utf-8"
     )
     page = folder / "report.html"
     page.write_text(PAGE.render(title=title, sections=sections, notes=notes), encoding="utf-8")
@@ -211,17 +213,3 @@ def overlay_png(
             rgb[edge] = colour
     Image.fromarray(rgb).save(path, optimize=True)
     return path
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if hasattr(value, "to_json"):
-        return value.to_json()
-    return value

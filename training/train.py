@@ -14,7 +14,6 @@ models' weights, its operating point the one found out of fold.
 from __future__ import annotations
 
 import datetime
-import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,8 +33,6 @@ from training.stages import classifier_stage, predict, segmenter_stage
 from training.thresholds import apply_operating_point
 from training.trainset import TrainingSet
 from triage.models.package import ModelPackage, save_package
-
-log = logging.getLogger(__name__)
 
 STAGES = ("classifier", "segmenter", "baseline")
 

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
 
-from service.db.models import Job, JobState, utcnow
+from service.db.models import Export, ExportState, Job, JobState, Notification, utcnow
 
 CLAIMABLE = (JobState.QUEUED, JobState.FAILED)
 
@@ -46,6 +46,26 @@ class RetryPolicy:
         """Wait before the next attempt, after ``attempts`` attempts have failed."""
         seconds = min(self.cap_seconds, self.base_seconds * self.factor ** max(attempts - 1, 0))
         return datetime.timedelta(seconds=seconds)
+
+    def record_attempt(
+        self,
+        item: Export | Notification,
+        error: str | None,
+        now: datetime.datetime,
+        max_attempts: int,
+    ) -> str:
+        """Count a delivery attempt on ``item``: ``sent``, ``failed`` (retry later) or ``dead``."""
+        item.attempts += 1
+        if error is None:
+            item.state, item.sent_at, item.last_error = ExportState.SENT, now, None
+            return "sent"
+        item.last_error = error
+        if item.attempts >= max_attempts:
+            item.state = ExportState.DEAD
+            return "dead"
+        item.state = ExportState.FAILED
+        item.next_attempt_at = now + self.delay(item.attempts)
+        return "failed"
 
 
 @dataclass(frozen=True, kw_only=True)

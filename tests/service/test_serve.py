@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 
-import pydicom
 from pynetdicom import AE
 
 from service.demo import PacsStandIn
 from service.listener import ListenerSettings
 from service.serve import Service, ServiceSettings
 from service.worklist import format_worklist, worklist
+from tests.service.test_worker import send_files
 from training.phantoms import write_studies
 
 
@@ -37,13 +37,7 @@ def test_studies_flow_from_modality_to_pacs(tmp_path):
         images = write_studies(
             tmp_path / "in", studies=2, seed=4242, prevalence=1.0, sizes=(512, 900)
         )
-        for image in images:
-            ds = pydicom.dcmread(image.path)
-            ae = AE(ae_title="MODALITY")
-            ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
-            assoc = ae.associate("127.0.0.1", service.listener.port, ae_title="TRIAGE")
-            assert assoc.send_c_store(ds).Status == 0
-            assoc.release()
+        send_files(service.listener.port, [i.path for i in images])
 
         def finished() -> bool:
             with service.sessions() as session:
@@ -157,13 +151,7 @@ def test_service_on_postgresql_and_the_worklist_command(tmp_path, postgres_url, 
     service = Service(settings).start()
     try:
         images = write_studies(tmp_path / "in", studies=1, seed=99, prevalence=1.0)
-        for image in images:
-            ds = pydicom.dcmread(image.path)
-            ae = AE(ae_title="MODALITY")
-            ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
-            assoc = ae.associate("127.0.0.1", service.listener.port, ae_title="TRIAGE")
-            assert assoc.send_c_store(ds).Status == 0
-            assoc.release()
+        send_files(service.listener.port, [i.path for i in images])
 
         def finished() -> bool:
             with service.sessions() as session:
